@@ -1,0 +1,1 @@
+"""Measurement: FLOPs/params (flops), accuracy, ONNX export + verification, latency, environment manifest."""

@@ -1,0 +1,31 @@
+"""Accuracy of an exported ONNX model on the test split (PyTorch accuracy lives in ``prunebench.training.evaluate``).
+
+The ONNX figure must agree with PyTorch's: the runner records both and the fraction of identical top-1 predictions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prunebench.bench.latency import ort_session
+from prunebench.data import DataBundle, Split, eval_batches
+from prunebench.training import topk_correct
+
+# Tie-breaking between near-equal logits may flip a prediction; anything beyond this many points is a real disagreement.
+MAX_TOP1_GAP_POINTS = 0.1
+
+
+def onnx_accuracy(path: str | Path, data: DataBundle, split: Split, threads: int = 1,
+                  batch_size: int = 256) -> dict[str, float]:
+    sess = ort_session(path, threads)
+    name = sess.get_inputs()[0].name
+    c1 = c5 = 0
+    for x, y in eval_batches(data, split, batch_size):
+        out = torch.from_numpy(np.asarray(sess.run(None, {name: x.numpy()})[0]))
+        a, b = topk_correct(out, y)
+        c1, c5 = c1 + a, c5 + b
+    n = max(len(split), 1)
+    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}

@@ -1,0 +1,249 @@
+"""Datasets as cached uint8 tensors, with the paper's augmentation applied per sample.
+
+Sources (``--data``):
+- ``cifar10`` / ``cifar100``: torchvision's datasets under ``--data-root`` (downloaded when online).
+- ``imagefolder:PATH``: a directory with ``train/`` and ``test/`` (or ``val/``) class folders, or a .tar/.tar.gz of one,
+  extracted once into the cache.
+- ``synthetic``: deterministic class-prototype images plus noise, learnable but meaningless: smoke tests only.
+
+Decoded images are cached as uint8 tensors (``$PRUNEBENCH_CACHE``, default ``~/.cache/prunebench``) so that JPEGs are decoded
+once, not every epoch. Training augmentation is the paper's: pad-4 random crop + horizontal flip; then per-channel normalisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from prunebench.errors import PrunebenchError
+from prunebench.io import load_state, save_state
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PRUNEBENCH_CACHE", Path.home() / ".cache" / "prunebench"))
+
+
+@dataclass
+class Split:
+    images: torch.Tensor   # uint8, N×C×H×W
+    labels: torch.Tensor   # int64, N
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def subset(self, n: int | None, seed: int = 0) -> "Split":
+        """A fixed random subset of ``n`` samples (the same for every run with the same seed)."""
+        if n is None or n >= len(self):
+            return self
+        if n <= 0:
+            raise PrunebenchError(f"subset size must be positive, got {n}")
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return Split(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class DataBundle:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+
+class AugmentedSplit(Dataset):
+    """Applies the transform per sample (each image its own crop and flip)."""
+
+    def __init__(self, split: Split, transform: v2.Transform) -> None:
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.split.images[i]), self.split.labels[i]
+
+
+def train_transform(bundle: DataBundle) -> v2.Transform:
+    size = bundle.input_shape[1:]
+    return v2.Compose([
+        v2.RandomCrop(size, padding=4),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(bundle.mean, bundle.std),
+    ])
+
+
+def eval_transform(bundle: DataBundle) -> v2.Transform:
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(bundle.mean, bundle.std)])
+
+
+def normalize_batch(bundle: DataBundle, images: torch.Tensor) -> torch.Tensor:
+    """Whole-batch version of ``eval_transform`` (evaluation needs no per-sample randomness)."""
+    return eval_transform(bundle)(images)
+
+
+def train_loader(bundle: DataBundle, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
+                 sampler: torch.utils.data.Sampler | None = None) -> DataLoader:
+    """Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same batches."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(
+        AugmentedSplit(bundle.train, train_transform(bundle)), batch_size=batch_size, shuffle=sampler is None,
+        sampler=sampler, generator=generator, num_workers=num_workers, drop_last=False,
+        persistent_workers=False,
+    )
+
+
+def eval_batches(bundle: DataBundle, split: Split, batch_size: int = 256):
+    """Yield normalised float batches in a fixed order."""
+    for i in range(0, len(split), batch_size):
+        yield normalize_batch(bundle, split.images[i:i + batch_size]), split.labels[i:i + batch_size]
+
+
+# ---------------------------------------------------------------------------------------------------------------- sources
+def load_data(spec: str, data_root: str | Path | None = None, train_subset: int | None = None,
+              test_subset: int | None = None, subset_seed: int = 0) -> DataBundle:
+    kind, _, arg = spec.partition(":")
+    if kind in ("cifar10", "cifar100"):
+        bundle = _torchvision_cifar(kind, Path(data_root) if data_root else cache_dir() / "datasets")
+    elif kind == "imagefolder":
+        if not arg:
+            raise PrunebenchError("--data imagefolder needs a path: imagefolder:PATH (a directory or a .tar.gz)")
+        bundle = _imagefolder(Path(arg).expanduser())
+    elif kind == "synthetic":
+        bundle = synthetic(**_synthetic_args(arg))
+    else:
+        raise PrunebenchError(
+            f"unknown dataset {spec!r}; use cifar10, cifar100, imagefolder:PATH or synthetic[:train,test]"
+        )
+    bundle.train = bundle.train.subset(train_subset, subset_seed)
+    bundle.test = bundle.test.subset(test_subset, subset_seed)
+    return bundle
+
+
+def _synthetic_args(arg: str) -> dict[str, int]:
+    if not arg:
+        return {}
+    try:
+        n_train, n_test = (int(x) for x in arg.split(","))
+    except ValueError:
+        raise PrunebenchError(f"synthetic data takes 'synthetic:TRAIN,TEST' sample counts, got {arg!r}") from None
+    return {"n_train": n_train, "n_test": n_test}
+
+
+def synthetic(n_train: int = 512, n_test: int = 256, num_classes: int = 10, size: int = 32, seed: int = 0) -> DataBundle:
+    """Each class is a fixed random prototype; samples are prototype + noise, so a net can learn it in an epoch or two."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(num_classes, 3, size, size, generator=g) * 255
+
+    def make(n: int) -> Split:
+        labels = torch.randint(0, num_classes, (n,), generator=g)
+        noise = torch.randn(n, 3, size, size, generator=g) * 40
+        return Split((protos[labels] + noise).clamp(0, 255).to(torch.uint8), labels)
+
+    return DataBundle("synthetic", make(n_train), make(n_test), num_classes,
+                      [f"class{i}" for i in range(num_classes)], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def _torchvision_cifar(kind: str, root: Path) -> DataBundle:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if kind == "cifar10" else datasets.CIFAR100
+    splits = {}
+    for train in (True, False):
+        try:
+            ds = cls(str(root), train=train, download=True)
+        except Exception as e:  # noqa: BLE001 - network errors come in many types
+            raise PrunebenchError(
+                f"{kind} is not in {root} and could not be downloaded ({type(e).__name__}); connect to the internet, "
+                f"pass --data-root DIR holding it, or use --data imagefolder:PATH (e.g. a CIFAR-10 JPEG .tar.gz)"
+            ) from None
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        splits[train] = Split(images, torch.tensor(ds.targets, dtype=torch.int64))
+        classes = list(ds.classes)
+    return DataBundle(kind, splits[True], splits[False], len(classes), classes, CIFAR_MEAN, CIFAR_STD)
+
+
+def _imagefolder(path: Path) -> DataBundle:
+    if not path.exists():
+        raise PrunebenchError(
+            f"dataset not found: {path}; point --data imagefolder:PATH at a directory with train/ and test/ class "
+            "folders or at a .tar.gz of one"
+        )
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cached = cache_dir() / "imagefolder" / f"{path.name}-{key}.pt"
+    if cached.exists():
+        state = load_state(cached)
+    else:
+        root = _extract(path, cache_dir() / "imagefolder" / f"{path.name}-{key}") if path.is_file() else path
+        state = _decode_imagefolder(_find_split_root(root))
+        save_state(cached, state)
+    classes = list(state["classes"])
+    train = Split(state["train_images"], state["train_labels"])
+    test = Split(state["test_images"], state["test_labels"])
+    mean, std = _channel_stats(train.images)
+    return DataBundle(f"imagefolder:{path.name}", train, test, len(classes), classes, mean, std)
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    done = dest / ".extracted"
+    if not done.exists():
+        if not tarfile.is_tarfile(archive):
+            raise PrunebenchError(f"{archive} is not a directory or a tar archive; give an ImageFolder dir or .tar.gz")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+        done.touch()
+    return dest
+
+
+def _find_split_root(root: Path) -> Path:
+    """The folder holding train/ (the archive may wrap it in one top-level directory)."""
+    for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if (candidate / "train").is_dir() and any((candidate / s).is_dir() for s in ("test", "val")):
+            return candidate
+    raise PrunebenchError(f"{root} has no train/ and test/ (or val/) folders; the ImageFolder layout is train/<class>/*.jpg")
+
+
+def _decode_imagefolder(root: Path) -> dict[str, object]:
+    from torchvision.datasets import ImageFolder
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    out: dict[str, object] = {}
+    classes = None
+    for split, folder in (("train", "train"), ("test", "test" if (root / "test").is_dir() else "val")):
+        ds = ImageFolder(str(root / folder))
+        if classes is None:
+            classes = ds.classes
+        elif ds.classes != classes:
+            raise PrunebenchError(f"train/ and {folder}/ in {root} have different class folders")
+        images = [decode_image(read_file(p), mode=ImageReadMode.RGB) for p, _ in ds.samples]
+        size = images[0].shape[1:]
+        images = [im if im.shape[1:] == size else v2.functional.resize(im, list(size), antialias=True) for im in images]
+        out[f"{split}_images"] = torch.stack(images)
+        out[f"{split}_labels"] = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
+    out["classes"] = classes
+    return out
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images[:: max(1, len(images) // 10_000)].float() / 255  # strided: ImageFolder order is by class
+    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())  # type: ignore[return-value]

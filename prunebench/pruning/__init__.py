@@ -1,0 +1,61 @@
+"""Pruning methods, one module each, over torch-pruning. Importing this package registers them all.
+
+``prune_model`` is the one entry point the CLI and the runner use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+
+from prunebench.errors import PrunebenchError
+from prunebench.pruning import l1_norm  # noqa: F401  (registration)
+from prunebench.pruning.base import Architecture, architecture_of, example_inputs, verify_forward
+from prunebench.pruning.registry import METHODS, Method, Preset, PruneRequest, get_method, register_method
+
+__all__ = ["METHODS", "Method", "Preset", "PruneRequest", "get_method", "register_method", "prune_model"]
+
+
+def prune_model(
+    model: nn.Module,
+    model_name: str,
+    num_classes: int,
+    method: str,
+    preset: str | None = None,
+    ratio: float | None = None,
+    widths: dict[str, int] | None = None,
+    round_to: int | None = None,
+    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> tuple[nn.Module, Architecture]:
+    """Prune ``model`` (in place where the method allows) and return it with its architecture record."""
+    m = get_method(method)
+    given = [x for x in (preset, ratio, widths) if x is not None]
+    if len(given) != 1:
+        raise PrunebenchError("give exactly one of --preset P, --ratio R or a widths plan")
+    if m.needs_data and calibration is None:
+        raise PrunebenchError(f"{method} needs data to prune: pass --data (e.g. imagefolder:PATH or synthetic)")
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    request = PruneRequest(
+        model=model,
+        model_name=model_name,
+        example=example_inputs(model_name, device),
+        preset=m.preset(model_name, preset) if preset is not None else None,
+        ratio=ratio,
+        widths=widths,
+        round_to=round_to,
+        calibration=calibration,
+        seed=seed,
+        options=dict(options or {}),
+    )
+    pruned = m.prune(request)
+    verify_forward(pruned, request.example, num_classes)
+    arch = architecture_of(
+        pruned, model_name, num_classes, method=method,
+        preset=request.preset.title if request.preset else None, ratio=ratio,
+    )
+    return pruned, arch

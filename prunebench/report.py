@@ -1,0 +1,235 @@
+"""results.json (versioned schema) and report.md: the paper-style table plus what deployment cares about.
+
+Schema ``prunebench.results/1``::
+
+    {"schema": "prunebench.results/1", "created": ISO-8601, "environment": {...manifest...}, "config": {...plan...},
+     "data": {"name", "train", "test", "num_classes", "input_shape"},
+     "counting_rule": str,
+     "variants": [{"id", "seed", "regime", "prune": {method, preset, ratio, round_to, label} | null,
+                   "accuracy": {"top1", "top5", "best_top1", "best_epoch", "onnx_top1", "onnx_top5", "onnx_top1_gap"},
+                   "params", "macs", "macs_cross_check", "file_bytes", "onnx": {...checks...},
+                   "training": {"epochs", "lr", "wall_s", "budget"}, "widths",
+                   "latency": [{"runtime", "device", "batch", "threads", "n", "median_ms", "iqr_ms", "p90_ms", "p99_ms",
+                                "mean_ms", "throughput_ips"}]}],
+     "skipped": [{"runtime"?, "device", "batch"?, "reason"}]}
+
+Accuracy is the **final-epoch** test top-1 (primary); ``best_top1`` (best over epochs, as the paper's code reported) is
+kept separately and labelled as such.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from prunebench.bench.environment import manifest
+from prunebench.io import atomic_write, read_json, write_json, write_text
+
+if TYPE_CHECKING:
+    from prunebench.config import ExperimentConfig
+    from prunebench.runner import Variant
+
+SCHEMA = "prunebench.results/1"
+COUNTING_RULE = "MACs of Conv and Linear layers for one image (torch FlopCounterMode / 2); BN, activations, pooling and " \
+                "shortcuts not counted"
+REGIME_TITLES = {"baseline": "Baseline", "finetune": "Fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B"}
+
+
+def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data: dict[str, Any]) -> dict[str, Any]:
+    latency: dict[str, list[dict[str, Any]]] = {}
+    skipped: list[dict[str, Any]] = []
+    for seed in cfg.seeds:
+        path = out / f"seed{seed}" / "latency.json"
+        if path.exists():
+            rec = read_json(path)
+            for row in rec["rows"]:
+                latency.setdefault(row["variant"], []).append({k: v for k, v in row.items() if k != "variant"})
+            skipped += [s for s in rec["skipped"] if s not in skipped]
+    records = []
+    for v in variants:
+        m = read_json(v.directory / "measure.json")
+        t = read_json(v.directory / "train.json")
+        records.append({
+            "id": v.key, "seed": v.seed, "regime": v.regime,
+            "prune": None if v.spec is None else {**_spec_dict(v.spec), "label": v.spec.label},
+            "accuracy": {**m["accuracy"], "best_top1": t["best_top1"], "best_epoch": t["best_epoch"]},
+            "params": m["counts"]["params"], "macs": m["counts"]["macs"], "macs_cross_check": m["macs_cross_check"],
+            "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"],
+            "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
+                         "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from")},
+            "widths": m["widths"], "latency": latency.get(v.key, []),
+        })
+    return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": manifest(), "config": cfg.to_dict(), "data": data, "counting_rule": COUNTING_RULE,
+            "variants": records, "skipped": skipped}
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(spec)
+
+
+def write_report(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data: dict[str, Any]) -> dict[str, Any]:
+    results = collect(out, cfg, variants, data)
+    write_json(out / "results.json", results)
+    write_text(out / "report.md", render_markdown(results))
+    try:
+        plot_pareto(results, out / "pareto.png")
+    except Exception:  # noqa: BLE001 - a plot must never lose the results
+        pass
+    return results
+
+
+# ------------------------------------------------------------------------------------------------------------- markdown
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    env = results["environment"]
+    vs = results["variants"]
+    base = [v for v in vs if v["regime"] == "baseline"]
+    labels = list(dict.fromkeys(v["prune"]["label"] for v in vs if v["prune"]))
+    lines = [
+        f"# prunebench report: {cfg['model']} on {cfg['data']}",
+        "",
+        f"Seeds {list(cfg['seeds'])}; {results['data']['train']} training and {results['data']['test']} test images "
+        f"({results['data']['num_classes']} classes); "
+        f"baseline {cfg['baseline']['epochs']} epochs, fine-tune {cfg['finetune']['epochs']} epochs at lr {cfg['finetune']['lr']}.",
+        f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', GPU ' + env['gpu'] if env.get('gpu') else ''}; "
+        f"torch {env['versions'].get('torch')}, torch-pruning {env['versions'].get('torch-pruning')}, "
+        f"onnxruntime {env['versions'].get('onnxruntime') or env['versions'].get('onnxruntime-gpu')}; "
+        f"commit {env.get('git_commit')}.",
+        "",
+        "## Accuracy (top-1 %, final epoch; mean ± std over seeds)",
+        "",
+    ]
+    rows = []
+    base_acc = [v["accuracy"]["top1"] for v in base]
+    for label in labels:
+        row = [label, _mean_std(base_acc)]
+        for regime in ("finetune", "scratch-e", "scratch-b"):
+            row.append(_mean_std([v["accuracy"]["top1"] for v in vs
+                                  if v["prune"] and v["prune"]["label"] == label and v["regime"] == regime]))
+        budget = next((v["training"]["budget"] for v in vs if v["prune"] and v["prune"]["label"] == label
+                       and v["regime"] == "scratch-b" and v["training"]["budget"]), None)
+        row.append(f"{budget['epochs']} (R={budget['R']:.3f})" if budget else "—")
+        rows.append(row)
+    lines += [tabulate(rows, headers=["Pruned model", "Baseline", "Fine-tuned", "Scratch-E", "Scratch-B",
+                                      "Scratch-B epochs"], tablefmt="github"), ""]
+    best_rows = []
+    for v in vs:
+        best_rows.append([v["id"], f"{v['accuracy']['top1']:.2f}", f"{v['accuracy']['best_top1']:.2f} "
+                          f"(ep {v['accuracy']['best_epoch']})", f"{v['accuracy']['top5']:.2f}",
+                          f"{v['accuracy']['onnx_top1']:.2f}", v["training"]["epochs"]])
+    lines += ["Per variant (best-over-epochs is selected on the test set, as the paper's code did: for comparison only):",
+              "", tabulate(best_rows, headers=["Variant", "Top-1 final", "Top-1 best", "Top-5", "ONNX RT top-1",
+                                               "Epochs"], tablefmt="github"), ""]
+
+    lines += ["## Size and compute", "", f"Counting rule: {results['counting_rule']}.", ""]
+    size_rows = []
+    b0 = base[0] if base else None
+    for label in labels:
+        v = next(v for v in vs if v["prune"] and v["prune"]["label"] == label)
+        size_rows.append([label, f"{v['params'] / 1e6:.3f}M", f"{_reduction(b0, v, 'params')}",
+                          f"{v['macs'] / 1e6:.1f}M", f"{_reduction(b0, v, 'macs')}",
+                          f"{b0['macs'] / v['macs']:.2f}×" if b0 else "—", f"{v['file_bytes'] / 1e6:.2f} MB"])
+    if b0:
+        size_rows.insert(0, ["baseline", f"{b0['params'] / 1e6:.3f}M", "—", f"{b0['macs'] / 1e6:.1f}M", "—", "1.00×",
+                             f"{b0['file_bytes'] / 1e6:.2f} MB"])
+    lines += [tabulate(size_rows, headers=["Model", "Params", "Params ↓", "MACs", "MACs ↓", "Theoretical speed-up",
+                                           "ONNX file"], tablefmt="github"), ""]
+    lines += _latency_section(results, labels)
+    lines += _onnx_section(vs)
+    if results["skipped"]:
+        lines += ["## Skipped", ""] + [f"- {_skip_text(s)}" for s in results["skipped"]] + [""]
+    return "\n".join(lines)
+
+
+def _reduction(base: dict[str, Any] | None, v: dict[str, Any], key: str) -> str:
+    return f"{100 * (1 - v[key] / base[key]):.1f} %" if base else "—"
+
+
+def _latency_section(results: dict[str, Any], labels: list[str]) -> list[str]:
+    vs = results["variants"]
+    base = [v for v in vs if v["regime"] == "baseline"]
+    if not base or not base[0]["latency"]:
+        return []
+    lines = ["## Latency (median ms per call [IQR]; measured speed-up vs baseline / theoretical MACs speed-up)", ""]
+    keys = sorted({(r["runtime"], r["device"], r["batch"], r["threads"]) for r in base[0]["latency"]})
+    rows = []
+    for runtime, device, batch, threads in keys:
+        def row_of(v: dict[str, Any]) -> dict[str, Any] | None:
+            return next((r for r in v["latency"] if (r["runtime"], r["device"], r["batch"], r["threads"]) ==
+                         (runtime, device, batch, threads)), None)
+
+        b = row_of(base[0])
+        where = f"{runtime} {device}" + (f" {threads}T" if device == "cpu" else "")
+        rows.append([where, batch, "baseline", f"{b['median_ms']:.3f} [{b['iqr_ms']:.3f}]", "1.00×", "1.00×",
+                     f"{b['throughput_ips']:.0f}"])
+        for label in labels:
+            for v in vs:
+                if v["prune"] and v["prune"]["label"] == label and v["seed"] == base[0]["seed"]:
+                    r = row_of(v)
+                    if r is None:
+                        continue
+                    rows.append([where, batch, f"{label} {v['regime']}", f"{r['median_ms']:.3f} [{r['iqr_ms']:.3f}]",
+                                 f"{b['median_ms'] / r['median_ms']:.2f}×", f"{base[0]['macs'] / v['macs']:.2f}×",
+                                 f"{r['throughput_ips']:.0f}"])
+    lines += [tabulate(rows, headers=["Runtime", "Batch", "Variant", "Median [IQR] ms", "Measured speed-up",
+                                      "Theoretical", "Images/s"], tablefmt="github"), ""]
+    lines += ["Variants were measured interleaved in one process (A B C A B C …); threads as listed "
+              "(ONNX Runtime: intra-op = threads, inter-op 1, spinning off).", ""]
+    return lines
+
+
+def _onnx_section(vs: list[dict[str, Any]]) -> list[str]:
+    rows = [[v["id"], "pass" if v["onnx"]["ok"] else "FAIL", f"{v['onnx']['max_abs_diff']:.1e}",
+             "pass" if v["onnx"]["slim_ok"] else "FAIL", f"{v['accuracy']['onnx_top1_gap']:.2f}",
+             f"{v['onnx']['opset']}"] for v in vs]
+    return ["## ONNX verification", "", tabulate(rows, headers=["Variant", "Checks", "Max |ORT − torch|", "Slim shapes",
+                                                               "Top-1 gap (pts)", "Opset"], tablefmt="github"), ""]
+
+
+def _skip_text(s: dict[str, Any]) -> str:
+    what = " ".join(str(s[k]) for k in ("runtime", "device") if k in s) + (f" batch {s['batch']}" if "batch" in s else "")
+    return f"{what}: skipped — {s['reason']}"
+
+
+# ------------------------------------------------------------------------------------------------------------- plot
+def plot_pareto(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vs = results["variants"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = {"baseline": "*", "finetune": "o", "scratch-e": "s", "scratch-b": "^"}
+    for v in vs:
+        label = REGIME_TITLES[v["regime"]] + (f" ({v['prune']['label']})" if v["prune"] else "")
+        axes[0].scatter(v["macs"] / 1e6, v["accuracy"]["top1"], marker=markers[v["regime"]], s=60, label=label)
+        lat = next((r for r in v["latency"] if r["runtime"] == "onnxruntime" and r["device"] == "cpu" and r["batch"] == 1),
+                   None)
+        if lat:
+            axes[1].scatter(lat["median_ms"], v["accuracy"]["top1"], marker=markers[v["regime"]], s=60)
+    axes[0].set_xlabel("MACs (M)")
+    axes[1].set_xlabel("ONNX Runtime CPU latency, batch 1 (median ms)")
+    for ax in axes:
+        ax.set_ylabel("top-1 % (final epoch)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{results['config']['model']} on {results['config']['data']}: accuracy vs cost")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)

@@ -1,0 +1,208 @@
+"""Training and evaluation: one loop for baseline, fine-tune, Scratch-E and Scratch-B.
+
+The loop checkpoints at the end of every epoch (model, optimizer, scheduler, history; ``weights_only``-loadable) so a killed
+stage resumes at its next epoch; shuffling and augmentation are seeded per (seed, epoch), so the resumed run sees the same
+batches. A fresh optimizer is built for every stage, hence after every prune. A non-finite loss stops with a clear error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from prunebench import distributed as dist
+from prunebench.data import DataBundle, Split, eval_batches, train_loader
+from prunebench.errors import DivergedError
+from prunebench.io import load_state, save_state
+
+
+@dataclass
+class TrainConfig:
+    """One training regime (defaults: the paper's CIFAR baseline, SGD 0.1 / 160 epochs / ×0.1 at 50 % and 75 %)."""
+
+    epochs: int = 160
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of ``epochs`` where lr *= gamma
+    gamma: float = 0.1
+    nesterov: bool = False
+    amp: bool = True                             # bf16 autocast on CUDA; ignored on CPU
+    num_workers: int = 0
+
+    def milestone_epochs(self) -> list[int]:
+        return sorted({int(self.epochs * m) for m in self.milestones if 0 < int(self.epochs * m) < self.epochs})
+
+
+def finetune_config(base: TrainConfig, epochs: int = 40, lr: float = 0.001) -> TrainConfig:
+    """The paper's fine-tuning: inherited weights, constant lr 0.001, 40 epochs."""
+    return replace(base, epochs=epochs, lr=lr, milestones=())
+
+
+def scratch_b_epochs(base_epochs: int, macs_base: int, macs_pruned: int, cap: int | None = None) -> tuple[int, float]:
+    """Scratch-B's budget: the same training compute as the baseline, E·R epochs with R = FLOPs_base / FLOPs_pruned.
+
+    Returns (epochs, R). ``cap`` limits the epochs (the paper caps only its ImageNet runs; CIFAR has no cap).
+    """
+    if macs_pruned <= 0:
+        raise ValueError("pruned MACs must be positive")
+    r = macs_base / macs_pruned
+    epochs = int(base_epochs * r)
+    if cap is not None:
+        epochs = min(epochs, cap)
+    return max(1, epochs), r
+
+
+class Hooks(Protocol):
+    """Method-specific additions to the loop (sparsity penalties, gradient masks, per-epoch zeroing)."""
+
+    def after_backward(self, model: nn.Module) -> None: ...
+    def after_step(self, model: nn.Module) -> None: ...
+    def after_epoch(self, model: nn.Module, epoch: int) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    final_top1: float
+    best_top1: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    resumed_from_epoch: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs, "final_top1": self.final_top1, "best_top1": self.best_top1,
+            "best_epoch": self.best_epoch, "wall_s": round(self.wall_s, 2),
+            "resumed_from_epoch": self.resumed_from_epoch, "history": self.history,
+        }
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestone_epochs(), gamma=cfg.gamma)
+    return opt, sched
+
+
+def train(
+    model: nn.Module,
+    data: DataBundle,
+    cfg: TrainConfig,
+    device: torch.device,
+    seed: int,
+    checkpoint: Path | None = None,
+    desc: str = "train",
+    hooks: Hooks | None = None,
+    eval_every: int = 1,
+) -> TrainResult:
+    """Train ``model`` in place; returns final and best test accuracy. ``checkpoint`` enables per-epoch resume."""
+    torch.manual_seed(seed)
+    model.to(device)
+    net: nn.Module = model
+    if dist.is_distributed():
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt, sched = make_optimizer(model, cfg)
+    result = TrainResult(cfg.epochs, float("nan"), -1.0, -1)
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = load_state(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        result.history = list(state["history"])
+        result.resumed_from_epoch = start_epoch
+        for h in result.history:
+            if h["top1"] > result.best_top1:
+                result.best_top1, result.best_epoch = h["top1"], int(h["epoch"])
+    use_amp = cfg.amp and device.type == "cuda"
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler = None
+        if dist.is_distributed():
+            sampler = torch.utils.data.DistributedSampler(range(len(data.train)), seed=seed, shuffle=True)
+            sampler.set_epoch(epoch)
+        loader = train_loader(data, cfg.batch_size, seed, epoch, cfg.num_workers, sampler)
+        net.train()
+        total, loss_sum, correct = 0, 0.0, 0
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False, disable=not dist.is_main(),
+                   mininterval=2.0)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                out = net(x)
+                loss = F.cross_entropy(out, y)
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"{desc} diverged at epoch {epoch + 1} (loss {loss.item()}); lower the learning rate or check the data"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if hooks is not None:
+                hooks.after_backward(model)
+            opt.step()
+            if hooks is not None:
+                hooks.after_step(model)
+            n = y.numel()
+            total += n
+            loss_sum += loss.item() * n
+            correct += int((out.argmax(1) == y).sum())
+        sched.step()
+        if hooks is not None:
+            hooks.after_epoch(model, epoch)
+        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(total, 1),
+                  "train_top1": 100.0 * correct / max(total, 1)}
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs:
+            top1, _ = evaluate(model, data, data.test, device)
+            record["top1"] = top1
+            if top1 > result.best_top1:
+                result.best_top1, result.best_epoch = top1, epoch + 1
+        result.history.append(record)
+        if dist.is_main():
+            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f}"
+                       + (f", test top-1 {record['top1']:.2f}%" if "top1" in record else ""))
+        if checkpoint is not None and dist.is_main():
+            save_state(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": result.history})
+    result.wall_s = time.perf_counter() - t0
+    result.final_top1 = result.history[-1].get("top1", float("nan")) if result.history else evaluate(
+        model, data, data.test, device)[0]
+    if not math.isfinite(result.best_top1) or result.best_top1 < 0:
+        result.best_top1, result.best_epoch = result.final_top1, cfg.epochs
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataBundle, split: Split, device: torch.device,
+             batch_size: int = 256) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (%) of a PyTorch model on ``split``."""
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = 0
+    for x, y in eval_batches(data, split, batch_size):
+        out = model(x.to(device))
+        c1, c5 = topk_correct(out.float().cpu(), y)
+        correct1 += c1
+        correct5 += c5
+    model.train(was_training)
+    n = max(len(split), 1)
+    return 100.0 * correct1 / n, 100.0 * correct5 / n
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    hit = top == labels[:, None]
+    return int(hit[:, 0].sum()), int(hit.any(dim=1).sum())
+
