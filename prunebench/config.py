@@ -43,9 +43,13 @@ class PruneSpec:
     preset: str | None = None
     ratio: float | None = None
     round_to: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)   # method-specific knobs (e.g. sparsity λ), free-form
+    name: str | None = None                                  # label override (two entries differing only in options)
 
     @property
     def label(self) -> str:
+        if self.name:
+            return self.name
         amount = f"{self.preset}" if self.preset is not None else f"r{self.ratio:g}"
         return f"{self.method}-{amount}" + (f"-round{self.round_to}" if self.round_to else "")
 

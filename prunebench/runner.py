@@ -111,7 +111,11 @@ class Runner:
             variants.append(Variant(seed, "baseline", base_dir, None))
             for spec in self.cfg.prune:
                 pdir = self.out / f"seed{seed}" / spec.label
-                self.prune(seed, spec, base_dir, pdir / "pruned")
+                source = base_dir
+                if get_method(spec.method).sparsity is not None:
+                    source = pdir / "sparse"
+                    self.sparse_train(seed, spec, base_dir, source)
+                self.prune(seed, spec, source, pdir / "pruned")
                 for regime in self.cfg.regimes:
                     self.train_regime(seed, spec, regime, base_dir, pdir)
                     variants.append(Variant(seed, regime, pdir / regime, spec))
@@ -153,6 +157,23 @@ class Runner:
             write_json(d / "train.json", record)
             (d / "last.pt").unlink(missing_ok=True)
 
+    def sparse_train(self, seed: int, spec: PruneSpec, base_dir: Path, d: Path) -> None:
+        """The method's own training phase (e.g. L1 on BN scales), from the baseline's initial weights."""
+        if not self._stage(d / "train.json"):
+            self.log(f"[seed {seed}] {spec.label} sparse training: done, skipped")
+            return
+        c = self.cfg
+        arch, model = load_pruned(base_dir, with_weights=False)
+        model.load_state_dict(load_state(base_dir / "init.pt"))
+        hooks = get_method(spec.method).sparsity(model, dict(spec.options))
+        self.log(f"[seed {seed}] {spec.label}: sparsity training for {c.baseline.epochs} epochs")
+        res = train(model, self.data, c.baseline, self.device, seed, d / "last.pt", desc=f"{spec.label} sparse",
+                    hooks=hooks)
+        if dist.is_main():
+            save_pruned(d, arch, model)
+            write_json(d / "train.json", res.to_dict() | {"config": _asdict(c.baseline)})
+            (d / "last.pt").unlink(missing_ok=True)
+
     def prune(self, seed: int, spec: PruneSpec, base_dir: Path, d: Path) -> None:
         if not self._stage(d / "prune.json"):
             return
@@ -162,7 +183,8 @@ class Runner:
         calibration = _calibration(self.data) if get_method(spec.method).needs_data else None
         t0 = time.perf_counter()
         pruned, parch = prune_model(model, arch.model, arch.num_classes, spec.method, preset=spec.preset,
-                                    ratio=spec.ratio, round_to=spec.round_to, calibration=calibration, seed=seed)
+                                    ratio=spec.ratio, round_to=spec.round_to, calibration=calibration, seed=seed,
+                                    options=dict(spec.options))
         seconds = time.perf_counter() - t0
         after = flops.count(pruned, shape)
         self.log(f"[seed {seed}] {spec.label}: MACs {before.macs / 1e6:.1f}M → {after.macs / 1e6:.1f}M "
@@ -193,8 +215,11 @@ class Runner:
                 tcfg = TrainConfig(**{**_asdict(c.baseline), "epochs": epochs})
                 budget = {"rule": "epochs = int(E_base × R), R = MACs_base / MACs_pruned", "base_epochs": c.baseline.epochs,
                           "R": round(ratio, 4), "epochs": epochs, "cap": c.scratch.b_max_epochs}
+        method = get_method(spec.method)
+        hooks = method.regime_hooks(model, pdir / "pruned") if method.regime_hooks is not None else None
         self.log(f"[seed {seed}] {spec.label} {regime}: {tcfg.epochs} epochs at lr {tcfg.lr}")
-        res = train(model, self.data, tcfg, self.device, seed, d / "last.pt", desc=f"{spec.label} {regime}")
+        res = train(model, self.data, tcfg, self.device, seed, d / "last.pt", desc=f"{spec.label} {regime}",
+                    hooks=hooks)
         if dist.is_main():
             save_pruned(d, arch, model)
             write_json(d / "train.json", res.to_dict() | {"config": _asdict(tcfg), "budget": budget})

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -62,12 +62,22 @@ def scratch_b_epochs(base_epochs: int, macs_base: int, macs_pruned: int, cap: in
     return max(1, epochs), r
 
 
-class Hooks(Protocol):
-    """Method-specific additions to the loop (sparsity penalties, gradient masks, per-epoch zeroing)."""
+class TrainHooks:
+    """Method-specific additions to the loop (sparsity penalties, gradient masks, per-epoch zeroing). No-ops by default;
+    a method subclasses it and overrides what it needs."""
 
-    def after_backward(self, model: nn.Module) -> None: ...
-    def after_step(self, model: nn.Module) -> None: ...
-    def after_epoch(self, model: nn.Module, epoch: int) -> None: ...
+    def after_backward(self, model: nn.Module) -> None:
+        """Between ``loss.backward()`` and ``optimizer.step()``: add penalty gradients, mask gradients."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """After ``optimizer.step()``: re-apply masks, clamp scales."""
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        """After each epoch (0-based index): soft-filter zeroing, schedules."""
+
+    def state(self) -> dict[str, Any]:
+        """Anything the method wants recorded in train.json (e.g. final sparsity)."""
+        return {}
 
 
 @dataclass
@@ -79,12 +89,13 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     wall_s: float = 0.0
     resumed_from_epoch: int = 0
+    hooks_state: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs, "final_top1": self.final_top1, "best_top1": self.best_top1,
             "best_epoch": self.best_epoch, "wall_s": round(self.wall_s, 2),
-            "resumed_from_epoch": self.resumed_from_epoch, "history": self.history,
+            "resumed_from_epoch": self.resumed_from_epoch, "history": self.history, "hooks": self.hooks_state,
         }
 
 
@@ -103,7 +114,7 @@ def train(
     seed: int,
     checkpoint: Path | None = None,
     desc: str = "train",
-    hooks: Hooks | None = None,
+    hooks: TrainHooks | None = None,
     eval_every: int = 1,
 ) -> TrainResult:
     """Train ``model`` in place; returns final and best test accuracy. ``checkpoint`` enables per-epoch resume."""
@@ -176,6 +187,8 @@ def train(
             save_state(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": result.history})
     result.wall_s = time.perf_counter() - t0
+    if hooks is not None:
+        result.hooks_state = hooks.state()
     result.final_top1 = result.history[-1].get("top1", float("nan")) if result.history else evaluate(
         model, data, data.test, device)[0]
     if not math.isfinite(result.best_top1) or result.best_top1 < 0:

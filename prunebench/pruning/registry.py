@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn as nn
@@ -12,6 +12,9 @@ from prunebench.errors import PrunebenchError
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import prunable_widths, round_widths, uniform_widths
 from prunebench.registry import Registry
+
+if TYPE_CHECKING:
+    from prunebench.training import TrainHooks
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,13 @@ class Method:
     needs_data: bool = False                          # uses request.calibration
     structured: bool = True                           # False: masks only, dense shapes (weight-level)
     cost: str = ""                                    # measured time to prune ResNet-56 on the 2-core CPU
+    # Optional training phase *before* pruning (network slimming's sparsity training, SSS, soft filter pruning): the
+    # runner trains the dense model from the baseline's initial weights with these hooks and the baseline recipe, in
+    # <label>/sparse/, then prunes that model instead of the plain baseline. Signature: (model, options) -> TrainHooks.
+    sparsity: Callable[[nn.Module, dict[str, Any]], "TrainHooks"] | None = None
+    # Optional hooks during fine-tune / Scratch-E / Scratch-B (weight-level: keep masked weights at zero).
+    # Signature: (model, pruned_dir) -> TrainHooks; pruned_dir holds what prune() saved.
+    regime_hooks: Callable[[nn.Module, Any], "TrainHooks"] | None = None
 
     def preset(self, model_name: str, name: str) -> Preset:
         for p in self.presets:
