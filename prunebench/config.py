@@ -132,8 +132,11 @@ QUICKSTART: dict[str, Any] = {
 }
 
 
-def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are one-line errors."""
+def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are one-line errors.
+
+    ``path`` is the TOML section ("" for the top level, "baseline" for [baseline]) used in messages."""
+    where = f"[{path}]" if path else "config"
     if not isinstance(data, Mapping):
         raise PrunebenchError(f"{where} must be a table, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -143,7 +146,7 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
         name = key.replace("-", "_")
         if name not in names:
             raise PrunebenchError(f"unknown key {key!r} in {where}; valid keys: {', '.join(names)}")
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{key}")
+        kwargs[name] = _coerce(hints[name], value, f"{path}.{key}" if path else key)
     return cls(**kwargs)
 
 
@@ -156,7 +159,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, where)
     if dataclasses.is_dataclass(tp):
-        return value if isinstance(value, tp) else from_dict(tp, value, f"[{where.split('.', 1)[-1]}]")
+        return value if isinstance(value, tp) else from_dict(tp, value, where)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             value = [value]

@@ -149,9 +149,11 @@ def _synthetic_args(arg: str) -> dict[str, int]:
 
 
 def synthetic(n_train: int = 512, n_test: int = 256, num_classes: int = 10, size: int = 32, seed: int = 0) -> DataBundle:
-    """Each class is a fixed random prototype; samples are prototype + noise, so a net can learn it in an epoch or two."""
+    """Each class is a fixed smooth random prototype (4×4 upsampled, so crops and flips keep it recognisable); samples are
+    prototype + noise, so a net can learn it in a few epochs."""
     g = torch.Generator().manual_seed(seed)
-    protos = torch.rand(num_classes, 3, size, size, generator=g) * 255
+    coarse = torch.rand(num_classes, 3, 4, 4, generator=g) * 255
+    protos = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
 
     def make(n: int) -> Split:
         labels = torch.randint(0, num_classes, (n,), generator=g)
@@ -224,8 +226,13 @@ def _find_split_root(root: Path) -> Path:
 
 
 def _decode_imagefolder(root: Path) -> dict[str, object]:
+    import numpy as np
+    from PIL import Image
     from torchvision.datasets import ImageFolder
-    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    def decode(path: str) -> torch.Tensor:
+        with Image.open(path) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
 
     out: dict[str, object] = {}
     classes = None
@@ -235,7 +242,7 @@ def _decode_imagefolder(root: Path) -> dict[str, object]:
             classes = ds.classes
         elif ds.classes != classes:
             raise PrunebenchError(f"train/ and {folder}/ in {root} have different class folders")
-        images = [decode_image(read_file(p), mode=ImageReadMode.RGB) for p, _ in ds.samples]
+        images = [decode(p) for p, _ in ds.samples]
         size = images[0].shape[1:]
         images = [im if im.shape[1:] == size else v2.functional.resize(im, list(size), antialias=True) for im in images]
         out[f"{split}_images"] = torch.stack(images)
