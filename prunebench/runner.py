@@ -19,21 +19,21 @@ Layout of ``DIR``::
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from prunebench import distributed as dist
 from prunebench.bench import flops
 from prunebench.bench.accuracy import MAX_TOP1_GAP_POINTS, onnx_accuracy
-from prunebench.bench.latency import (
-    measure_interleaved, ort_available, ort_call, repeats_for, set_torch_threads, summarize, torch_call,
-)
+from prunebench.bench.alignment import misaligned_layers
+from prunebench.bench.harness import HarnessConfig, measure
 from prunebench.bench.onnx_export import export_and_verify
+from prunebench.bench.runtimes import Target
 from prunebench.config import ExperimentConfig, PruneSpec
 from prunebench.data import DataBundle, eval_batches, load_data
 from prunebench.errors import PrunebenchError
@@ -72,7 +72,11 @@ class Runner:
     def data(self) -> DataBundle:
         if self._data is None:
             c = self.cfg
+            if not dist.is_main():
+                dist.barrier()  # let rank 0 extract/decode into the cache first
             self._data = load_data(c.data, c.data_root, c.train_subset, c.test_subset)
+            if dist.is_main():
+                dist.barrier()
         return self._data
 
     def data_info(self) -> dict[str, Any]:
@@ -81,19 +85,23 @@ class Runner:
                 "input_shape": list(d.input_shape)}
 
     def _check_plan(self) -> None:
-        """A resumed run must be the same plan: otherwise finished stages would silently mix two experiments."""
-        path = self.out / "config.json"
-        plan = self.cfg.to_dict()
-        if path.exists():
-            old = read_json(path)
-            keep = ("bench",)  # measurement settings may change between resumes; training ones may not
-            if {k: v for k, v in old.items() if k not in keep + ("prune",)} != \
-                    {k: v for k, v in plan.items() if k not in keep + ("prune",)}:
-                raise PrunebenchError(
-                    f"{self.out} holds a run with a different plan (see its config.json); use another --out or delete it"
-                )
+        """A resumed run must be the same plan: otherwise finished stages would silently mix two experiments.
+
+        Measurement settings ([bench]) may change between resumes, and [[prune]] entries may be added."""
         if dist.is_main():
+            path = self.out / "config.json"
+            plan = json.loads(json.dumps(self.cfg.to_dict()))  # JSON-normalised (tuples -> lists)
+            if path.exists():
+                old = read_json(path)
+                fixed = [k for k in plan if k not in ("bench", "prune")]
+                changed = [k for k in fixed if old.get(k) != plan[k]]
+                if changed:
+                    raise PrunebenchError(
+                        f"{self.out} holds a run with a different plan ({', '.join(changed)} differ; see its "
+                        "config.json); use another --out or delete it"
+                    )
             write_json(path, plan)
+        dist.barrier()
 
     def _stage(self, record: Path) -> bool:
         """True if the stage must run (its record is missing)."""
@@ -248,58 +256,28 @@ class Runner:
             "counts": counts.to_dict(), "macs_cross_check": flops.cross_check(model, shape),
             "accuracy": {"top1": top1, "top5": top5, "onnx_top1": ort_acc["top1"], "onnx_top5": ort_acc["top5"],
                          "onnx_top1_gap": gap},
-            "onnx": check.to_dict(), "widths": arch.widths,
+            "onnx": check.to_dict(), "widths": arch.widths, "alignment": misaligned_layers(model),
         })
 
     def latency(self, seed: int, variants: list[Variant]) -> None:
+        """All variants of a seed through the measurement harness (prunebench.bench.harness), interleaved."""
         record = self.out / f"seed{seed}" / "latency.json"
         if record.exists():
             return
         b = self.cfg.bench
-        shape = self.data.input_shape
-        rows: list[dict[str, Any]] = []
-        skipped: list[dict[str, str]] = []
-        set_torch_threads(b.threads)
-        devices = []
-        for dev in b.devices:
-            if dev == "cuda" and not torch.cuda.is_available():
-                skipped.append({"device": "cuda", "reason": "no CUDA device visible to torch"})
-            else:
-                devices.append(dev)
-        models = {v.key: load_pruned(v.directory)[1].eval() for v in variants}
-        for dev in devices:
-            for batch in b.batch_sizes:
-                for runtime in b.runtimes:
-                    calls, reason = self._calls(runtime, dev, batch, shape, variants, models)
-                    if reason:
-                        skipped.append({"runtime": runtime, "device": dev, "batch": batch, "reason": reason})
-                        continue
-                    samples = measure_interleaved(calls, b.warmup, repeats_for(batch, b.repeats))
-                    for key, s in samples.items():
-                        stats = summarize(s, runtime, dev, batch, b.threads if dev == "cpu" else 0)
-                        rows.append({"variant": key, **stats.to_dict()})
-                    self.log(f"[seed {seed}] latency {runtime}/{dev} batch {batch}: " + ", ".join(
-                        f"{k.split('/', 1)[-1]} {r['median_ms']:.2f} ms" for k, r in
-                        ((row["variant"], row) for row in rows[-len(samples):])))
-        write_json(record, {"rows": rows, "skipped": skipped, "threads": b.threads})
-
-    def _calls(self, runtime: str, dev: str, batch: int, shape: tuple[int, ...], variants: list[Variant],
-               models: dict[str, nn.Module]):
-        device = torch.device(dev)
-        if runtime == "pytorch":
-            return {k: torch_call(m, batch, shape, device) for k, m in models.items()}, ""
-        if runtime == "onnxruntime":
-            ok, reason = ort_available()
-            if not ok:
-                return {}, reason
-            import onnxruntime as ort
-
-            provider = "CUDAExecutionProvider" if dev == "cuda" else "CPUExecutionProvider"
-            if provider not in ort.get_available_providers():
-                return {}, f"{provider} not available (install onnxruntime-gpu: pip install 'prunebench[gpu]')"
-            return {v.key: ort_call(v.directory / "model.onnx", batch, shape, self.cfg.bench.threads, provider)
-                    for v in variants}, ""
-        return {}, f"unknown runtime {runtime!r}"
+        shape = tuple(self.data.input_shape)
+        targets = []
+        for v in variants:
+            counts = read_json(v.directory / "measure.json")["counts"]
+            targets.append(Target(v.key, shape, onnx=v.directory / "model.onnx", model=load_pruned(v.directory)[1].eval(),
+                                  macs=counts["macs"], params=counts["params"]))
+        base = next((v.key for v in variants if v.regime == "baseline"), None)
+        reference = {v.key: base for v in variants if base and v.key != base}
+        cfg = HarnessConfig(batch_sizes=tuple(b.batch_sizes), threads=b.threads, runtimes=tuple(b.runtimes),
+                            devices=tuple(b.devices), repeats=b.repeats, warmup=b.warmup)
+        m = measure(targets, cfg, reference, log=lambda s: self.log(f"[seed {seed}] latency {s}"))
+        write_json(record, {"rows": m.rows, "skipped": m.skipped, "threads": b.threads, "speedups": m.speedups,
+                            "settings": m.settings})
 
 
 def _calibration(data: DataBundle, batches: int = 4, batch_size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:

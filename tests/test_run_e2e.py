@@ -85,3 +85,15 @@ def test_killed_run_resumes(tmp_path):
     assert "baseline: done, skipped" in r.stdout
     assert marker.stat().st_mtime_ns == stamp
     assert len(json.loads((out / "results.json").read_text())["variants"]) == 4
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(tmp_path):
+    """Two CPU ranks (gloo): DDP training, rank 0 writes and measures, the run completes."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "prunebench", "run",
+           "--out", str(out), *FAST]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert [v["regime"] for v in res["variants"]] == ["baseline", "finetune", "scratch-e", "scratch-b"]
