@@ -160,6 +160,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from prunebench.bench.standalone import run_cli
+
+    return run_cli(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from prunebench.bench.compare import run_cli
+
+    return run_cli(args)
+
+
 # ---------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from prunebench.config import BenchConfig, ExperimentConfig, FinetuneConfig, ScratchConfig
@@ -200,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="models, methods and presets")
     ls.set_defaults(func=cmd_list)
+
+    from prunebench.bench import compare as _compare, standalone as _standalone
+
+    bn = sub.add_parser("bench", help="time an .onnx file, model directory or run directory on every runtime")
+    _standalone.add_arguments(bn)
+    bn.set_defaults(func=cmd_bench)
+    cp = sub.add_parser("compare", help="CI gate: compare two results.json / bench --json files; exit 1 on regression")
+    _compare.add_arguments(cp)
+    cp.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -9,8 +9,11 @@ Schema ``prunebench.results/1``::
                    "accuracy": {"top1", "top5", "best_top1", "best_epoch", "onnx_top1", "onnx_top5", "onnx_top1_gap"},
                    "params", "macs", "macs_cross_check", "file_bytes", "onnx": {...checks...},
                    "training": {"epochs", "lr", "wall_s", "budget"}, "widths",
+                   "alignment": {"multiple", "layers", "misaligned", "examples"} (conv/linear widths not ×8),
                    "latency": [{"runtime", "device", "batch", "threads", "n", "median_ms", "iqr_ms", "p90_ms", "p99_ms",
-                                "mean_ms", "throughput_ips"}]}],
+                                "mean_ms", "throughput_ips", "warmup_calls", "warmup_stable", "peak_mem_mb", ...}]}],
+     "speedups": [{"variant", "reference", "runtime", "device", "batch", "threads", "speedup", "ci_low", "ci_high",
+                   "ci_level", "theoretical", "efficiency"}]   (see prunebench.bench.harness),
      "skipped": [{"runtime"?, "device", "batch"?, "reason"}]}
 
 Accuracy is the **final-epoch** test top-1 (primary); ``best_top1`` (best over epochs, as the paper's code reported) is
@@ -42,6 +45,7 @@ REGIME_TITLES = {"baseline": "Baseline", "finetune": "Fine-tuned", "scratch-e": 
 def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data: dict[str, Any]) -> dict[str, Any]:
     latency: dict[str, list[dict[str, Any]]] = {}
     skipped: list[dict[str, Any]] = []
+    speedups: list[dict[str, Any]] = []
     for seed in cfg.seeds:
         path = out / f"seed{seed}" / "latency.json"
         if path.exists():
@@ -49,6 +53,7 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data:
             for row in rec["rows"]:
                 latency.setdefault(row["variant"], []).append({k: v for k, v in row.items() if k != "variant"})
             skipped += [s for s in rec["skipped"] if s not in skipped]
+            speedups += rec.get("speedups", [])
     records = []
     for v in variants:
         m = read_json(v.directory / "measure.json")
@@ -61,11 +66,11 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data:
             "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"],
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
                          "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from")},
-            "widths": m["widths"], "latency": latency.get(v.key, []),
+            "widths": m["widths"], "alignment": m.get("alignment"), "latency": latency.get(v.key, []),
         })
     return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "environment": manifest(), "config": cfg.to_dict(), "data": data, "counting_rule": COUNTING_RULE,
-            "variants": records, "skipped": skipped}
+            "variants": records, "speedups": speedups, "skipped": skipped}
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
@@ -143,17 +148,25 @@ def render_markdown(results: dict[str, Any]) -> str:
         v = next(v for v in vs if v["prune"] and v["prune"]["label"] == label)
         size_rows.append([label, f"{v['params'] / 1e6:.3f}M", f"{_reduction(b0, v, 'params')}",
                           f"{v['macs'] / 1e6:.1f}M", f"{_reduction(b0, v, 'macs')}",
-                          f"{b0['macs'] / v['macs']:.2f}×" if b0 else "—", f"{v['file_bytes'] / 1e6:.2f} MB"])
+                          f"{b0['macs'] / v['macs']:.2f}×" if b0 else "—", f"{v['file_bytes'] / 1e6:.2f} MB",
+                          _alignment_text(v)])
     if b0:
         size_rows.insert(0, ["baseline", f"{b0['params'] / 1e6:.3f}M", "—", f"{b0['macs'] / 1e6:.1f}M", "—", "1.00×",
-                             f"{b0['file_bytes'] / 1e6:.2f} MB"])
+                             f"{b0['file_bytes'] / 1e6:.2f} MB", _alignment_text(b0)])
     lines += [tabulate(size_rows, headers=["Model", "Params", "Params ↓", "MACs", "MACs ↓", "Theoretical speed-up",
-                                           "ONNX file"], tablefmt="github"), ""]
+                                           "ONNX file", "Widths not ×8"], tablefmt="github"), ""]
     lines += _latency_section(results, labels)
     lines += _onnx_section(vs)
     if results["skipped"]:
         lines += ["## Skipped", ""] + [f"- {_skip_text(s)}" for s in results["skipped"]] + [""]
     return "\n".join(lines)
+
+
+def _alignment_text(v: dict[str, Any]) -> str:
+    """Conv/linear layers (classifier excluded) whose output width is not a multiple of 8: slow kernels (see
+    prunebench.bench.alignment); ``round_to = 8`` in the [[prune]] entry avoids them."""
+    a = v.get("alignment")
+    return f"{a['misaligned']}/{a['layers']}" if a else "—"
 
 
 def _reduction(base: dict[str, Any] | None, v: dict[str, Any], key: str) -> str:
@@ -184,13 +197,22 @@ def _latency_section(results: dict[str, Any], labels: list[str]) -> list[str]:
                     if r is None:
                         continue
                     rows.append([where, batch, f"{label} {v['regime']}", f"{r['median_ms']:.3f} [{r['iqr_ms']:.3f}]",
-                                 f"{b['median_ms'] / r['median_ms']:.2f}×", f"{base[0]['macs'] / v['macs']:.2f}×",
-                                 f"{r['throughput_ips']:.0f}"])
+                                 f"{b['median_ms'] / r['median_ms']:.2f}×" + _ci_text(results, v["id"], r),
+                                 f"{base[0]['macs'] / v['macs']:.2f}×", f"{r['throughput_ips']:.0f}"])
     lines += [tabulate(rows, headers=["Runtime", "Batch", "Variant", "Median [IQR] ms", "Measured speed-up",
                                       "Theoretical", "Images/s"], tablefmt="github"), ""]
     lines += ["Variants were measured interleaved in one process (A B C A B C …); threads as listed "
-              "(ONNX Runtime: intra-op = threads, inter-op 1, spinning off).", ""]
+              "(ONNX Runtime: intra-op = threads, inter-op 1, spinning off)."
+              + (" Brackets after a speed-up: paired bootstrap 95 % CI over rounds." if results.get("speedups") else ""),
+              ""]
     return lines
+
+
+def _ci_text(results: dict[str, Any], variant: str, row: dict[str, Any]) -> str:
+    s = next((s for s in results.get("speedups", []) if s["variant"] == variant and
+              (s["runtime"], s["device"], s["batch"], s["threads"]) ==
+              (row["runtime"], row["device"], row["batch"], row["threads"])), None)
+    return f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]" if s else ""
 
 
 def _onnx_section(vs: list[dict[str, Any]]) -> list[str]:

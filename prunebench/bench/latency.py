@@ -1,9 +1,9 @@
-"""Latency: how long one inference call takes on a real runtime, measured so that noise shows instead of hiding.
+"""Latency primitives: the per-cell statistics record and simple CPU calls.
 
-Protocol: threads pinned (``torch.set_num_threads``; ONNX Runtime intra-op = threads, inter-op = 1, sequential, spinning
-off), warm-up calls first, then per-call wall-clock samples (``time.perf_counter``; CUDA calls synchronised). Variants of one
-experiment are measured **interleaved** (A B C A B C …) so that machine drift hits all alike. Reported: median, IQR, p90,
-p99, mean, n, and throughput (batch / median). Unavailable runtimes are reported as skipped with the reason.
+The full protocol (all runtimes incl. CUDA events / IOBinding / TensorRT, warm-up until stable, interleaved rounds, peak
+memory, bootstrap CIs for speed-ups) lives in ``prunebench.bench.harness``; this module keeps the small building blocks it
+shares with older callers: ``LatencyStats``/``summarize`` (median, IQR, p90, p99, mean, n, throughput = batch / median),
+thread pinning, ``ort_session`` and the plain ``measure_interleaved`` loop. See docs/latency.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+
+from prunebench.bench.runtimes import session_options
+from prunebench.bench.stats import summarize_ms
 
 Call = Callable[[], object]
 
@@ -39,11 +42,11 @@ class LatencyStats:
 
 
 def summarize(samples_s: list[float], runtime: str, device: str, batch: int, threads: int) -> LatencyStats:
-    ms = np.asarray(samples_s) * 1e3
-    q25, q50, q75, q90, q99 = np.percentile(ms, [25, 50, 75, 90, 99])
-    return LatencyStats(runtime, device, batch, threads, len(ms), round(float(q50), 4), round(float(q75 - q25), 4),
-                        round(float(q90), 4), round(float(q99), 4), round(float(ms.mean()), 4),
-                        round(batch / (float(q50) / 1e3), 2))
+    """Per-call seconds → the reported statistics (milliseconds; see ``prunebench.bench.stats``)."""
+    s = summarize_ms(np.asarray(samples_s, dtype=np.float64) * 1e3)
+    return LatencyStats(runtime, device, batch, threads, s.n, round(s.median_ms, 4), round(s.iqr_ms, 4),
+                        round(s.p90_ms, 4), round(s.p99_ms, 4), round(s.mean_ms, 4),
+                        round(batch / (s.median_ms / 1e3), 2))
 
 
 def set_torch_threads(threads: int) -> None:
@@ -65,16 +68,10 @@ def torch_call(model: nn.Module, batch: int, input_shape: tuple[int, ...], devic
 
 
 def ort_session(path: str | Path, threads: int, provider: str = "CPUExecutionProvider"):
+    """A session with pinned, fair threading (see ``runtimes.session_options``) on one provider."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=so, providers=[provider])
+    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=[provider])
 
 
 def ort_call(path: str | Path, batch: int, input_shape: tuple[int, ...], threads: int,
@@ -111,7 +108,7 @@ def ort_available() -> tuple[bool, str]:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return False, "onnxruntime is not installed (pip install 'prunebench[cpu]' or '[gpu]')"
+        return False, "onnxruntime is not installed (pip install 'prunebench[cpu]' or 'prunebench[gpu]')"
     return True, ""
 
 

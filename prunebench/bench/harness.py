@@ -1,0 +1,200 @@
+"""The measurement protocol: variants × runtimes × devices × batch sizes, interleaved, warmed up until stable.
+
+For each (device, batch, runtime) cell:
+
+1. every variant's call is built (an unavailable runtime is recorded in ``skipped`` with its reason, never dropped);
+2. each variant is warmed up until the median of its last ``window`` calls is within ``stable_tol`` of the window before
+   (at least ``warmup`` calls, at most ``warmup_max`` calls or ``warmup_max_s`` seconds; whether it settled is recorded),
+   with peak memory tracked over build + warm-up;
+3. one un-recorded priming round, then ``repeats`` rounds A B C A B C …, one timed call per variant per round, so that
+   machine drift (thermal, frequency, a neighbour's job) lands on every variant alike; a round budget (``max_cell_s``)
+   may stop early, but never below ``MIN_ROUNDS``;
+4. per-call samples are summarised (median, IQR, p90, p99, mean, n, images/s) and each variant's speed-up over its
+   reference is a ratio of medians with a paired bootstrap CI over rounds.
+
+Threads are pinned for the whole measurement (``torch.set_num_threads``; ORT intra-op = threads, inter-op 1, no spinning).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from prunebench.bench import runtimes as rt
+from prunebench.bench.latency import LatencyStats, repeats_for, set_torch_threads, summarize
+from prunebench.bench.memory import PeakMemory
+from prunebench.bench.runtimes import Options, Prepared, Target, Unavailable
+from prunebench.bench.stats import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootstrap_ratio, median_stable
+
+MIN_ROUNDS = 10
+
+
+@dataclass
+class HarnessConfig:
+    batch_sizes: tuple[int, ...] = (1,)
+    threads: int = 1
+    runtimes: tuple[str, ...] = ("pytorch", "onnxruntime")
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    repeats: int = 50                  # rounds at batch ≤ 8; fewer at large batch (repeats_for), never below 10
+    warmup: int = 10                   # minimum warm-up calls per variant
+    warmup_max: int = 200
+    warmup_max_s: float = 20.0
+    window: int = 5
+    stable_tol: float = 0.05
+    max_cell_s: float | None = None    # stop a cell's rounds after this many seconds (≥ MIN_ROUNDS rounds)
+    cudnn_benchmark: bool = True
+    n_boot: int = DEFAULT_BOOTSTRAP
+    level: float = DEFAULT_LEVEL
+    seed: int = 0
+    scale_repeats: bool = True         # fewer rounds for large batches (each call is long)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Measurement:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    speedups: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    samples: dict[tuple[str, str, str, int], list[float]] = field(default_factory=dict)  # (variant, rt, dev, batch) → s
+
+
+def warm_up(timed: Callable[[], float], cfg: HarnessConfig) -> tuple[int, bool]:
+    """Call until two consecutive windows agree (see module docstring); returns (calls, settled)."""
+    times: list[float] = []
+    t_end = time.perf_counter() + cfg.warmup_max_s
+    while True:
+        times.append(timed())
+        if len(times) >= cfg.warmup and median_stable(times, cfg.window, cfg.stable_tol):
+            return len(times), True
+        if len(times) >= cfg.warmup_max or time.perf_counter() > t_end:
+            return len(times), False
+
+
+def run_rounds(calls: dict[str, Callable[[], float]], rounds: int, max_s: float | None = None) -> dict[str, list[float]]:
+    """Interleaved rounds: one timed call per variant per round, variants in a fixed order."""
+    for timed in calls.values():   # priming round: the first variant should not pay for the last one's cache state
+        timed()
+    samples: dict[str, list[float]] = {k: [] for k in calls}
+    t0 = time.perf_counter()
+    for i in range(rounds):
+        for name, timed in calls.items():
+            samples[name].append(timed())
+        if max_s is not None and i + 1 >= MIN_ROUNDS and time.perf_counter() - t0 > max_s:
+            break
+    return samples
+
+
+def plan_cells(cfg: HarnessConfig) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """(runtime, device) pairs to measure, and the requested ones that cannot exist here (with reasons)."""
+    cells, skipped = [], []
+    for device in cfg.devices:
+        if device not in rt.DEVICES:
+            skipped.append({"device": device, "reason": f"unknown device; choose from {', '.join(rt.DEVICES)}"})
+    for runtime in cfg.runtimes:
+        if runtime not in rt.SUPPORTED:
+            skipped.append({"runtime": runtime, "reason": f"unknown runtime; choose from {', '.join(rt.RUNTIMES)}"})
+            continue
+        devices = [d for d in cfg.devices if d in rt.SUPPORTED[runtime]]
+        if not devices:
+            skipped.append({"runtime": runtime, "device": ",".join(cfg.devices),
+                            "reason": f"{runtime} runs on {', '.join(rt.SUPPORTED[runtime])} only"})
+        for device in devices:
+            try:
+                rt.check(runtime, device)
+                cells.append((runtime, device))
+            except Unavailable as e:
+                skipped.append({"runtime": runtime, "device": device, "reason": str(e)})
+    order = {d: i for i, d in enumerate(cfg.devices)}
+    cells.sort(key=lambda c: order[c[1]])   # device-major: all CPU cells, then all CUDA cells
+    return cells, skipped
+
+
+def settings(cfg: HarnessConfig) -> dict[str, Any]:
+    """What a reader needs to reproduce the figures: threads, warm-up rule, and the GPU math modes in force."""
+    s: dict[str, Any] = {**cfg.to_dict(), "torch_threads": torch.get_num_threads(), "timer_cpu": "time.perf_counter",
+                         "percentiles": "numpy linear interpolation", "interleaved": True}
+    if torch.cuda.is_available():
+        s.update({"cudnn_benchmark": cfg.cudnn_benchmark, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                  "tf32_cudnn": torch.backends.cudnn.allow_tf32, "cudnn": torch.backends.cudnn.version()})
+    return s
+
+
+def measure(targets: Sequence[Target], cfg: HarnessConfig, reference: dict[str, str] | None = None,
+            log: Callable[[str], None] = lambda s: None) -> Measurement:
+    """Measure every target on every available (runtime, device, batch); see the module docstring."""
+    if not targets:
+        raise ValueError("nothing to measure")
+    ids = [t.id for t in targets]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate variant ids: {ids}")
+    reference = dict(reference or {})
+    set_torch_threads(cfg.threads)
+    out = Measurement(settings=settings(cfg))
+    cells, out.skipped = plan_cells(cfg)
+    with tempfile.TemporaryDirectory(prefix="prunebench-bench-") as work:
+        opts = Options(cfg.threads, cfg.cudnn_benchmark, Path(work))
+        for runtime, device in cells:
+            for batch in cfg.batch_sizes:
+                _measure_cell(targets, cfg, opts, runtime, device, batch, reference, out, log)
+    return out
+
+
+def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, runtime: str, device: str, batch: int,
+                  reference: dict[str, str], out: Measurement, log: Callable[[str], None]) -> None:
+    prepared: dict[str, Prepared] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    try:
+        for t in targets:
+            try:
+                with PeakMemory(device, torch_allocator=runtime.startswith("pytorch")) as mem:
+                    p = rt.prepare(runtime, t, batch, device, opts)
+                    calls, settled = warm_up(p.timed, cfg)
+            except Unavailable as e:
+                out.skipped.append({"runtime": runtime, "device": device, "batch": batch, "variant": t.id,
+                                    "reason": str(e)})
+                continue
+            except rt.run_errors() as e:   # e.g. CUDA out of memory at a large batch
+                out.skipped.append({"runtime": runtime, "device": device, "batch": batch, "variant": t.id,
+                                    "reason": f"failed: {str(e).splitlines()[0][:200]}"})
+                continue
+            prepared[t.id] = p
+            extra[t.id] = {"warmup_calls": calls, "warmup_stable": settled,
+                           "peak_mem_mb": None if mem.peak_mb is None else round(mem.peak_mb, 2), "memory": mem.kind,
+                           "timer": p.timer, "info": p.info}
+        if not prepared:
+            return
+        rounds = repeats_for(batch, cfg.repeats) if cfg.scale_repeats else cfg.repeats
+        samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s)
+    finally:
+        for p in prepared.values():
+            p.close()
+    stats: dict[str, LatencyStats] = {}
+    for key, s in samples.items():
+        stats[key] = summarize(s, runtime, device, batch, cfg.threads)
+        out.rows.append({"variant": key, **stats[key].to_dict(), **extra[key]})
+        out.samples[(key, runtime, device, batch)] = s
+    for key, ref in reference.items():
+        if key in samples and ref in samples and key != ref:
+            ci = bootstrap_ratio(samples[ref], samples[key], cfg.n_boot, cfg.level, cfg.seed)
+            out.speedups.append({"variant": key, "reference": ref, "runtime": runtime, "device": device, "batch": batch,
+                                 "threads": cfg.threads, "speedup": round(ci.ratio, 4), "ci_low": round(ci.low, 4),
+                                 "ci_high": round(ci.high, 4), "ci_level": ci.level, "n_boot": ci.n_boot,
+                                 "paired": ci.paired, **_theoretical(targets, key, ref, ci.ratio)})
+    log(f"{runtime}/{device} batch {batch}: " + ", ".join(f"{k} {stats[k].median_ms:.3f} ms" for k in stats))
+
+
+def _theoretical(targets: Sequence[Target], key: str, ref: str, speedup: float) -> dict[str, Any]:
+    """MACs ratio (what FLOPs promise) and measured / theoretical (1.0 = every saved MAC became saved time)."""
+    by = {t.id: t for t in targets}
+    a, b = by[ref].macs, by[key].macs
+    if not a or not b:
+        return {"theoretical": None, "efficiency": None}
+    return {"theoretical": round(a / b, 4), "efficiency": round(speedup / (a / b), 4)}

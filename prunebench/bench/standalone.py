@@ -1,0 +1,244 @@
+"""``prunebench bench PATH…``: time any exported model, pruned checkpoint or run directory with the full protocol.
+
+PATH may be
+
+* an ``.onnx`` file — ONNX Runtime only (there is no PyTorch model to time; PyTorch is reported as skipped);
+* a prunebench model directory (``arch.json`` + ``model.pt``) — rebuilt, exported to a temporary verified ONNX file
+  (or its ``model.onnx`` if the runner already wrote one), timed on PyTorch and ONNX Runtime;
+* a run directory (``prunebench run --out DIR``) — every variant under it that has ``arch.json`` and ``model.onnx``,
+  each compared with its seed's baseline.
+
+All variants of one call are measured interleaved; with several PATHs the first is the reference for speed-ups unless
+``--reference`` names another. ``--json`` prints a document that follows ``prunebench.bench.schema.BENCH_SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from tabulate import tabulate
+
+from prunebench.bench import onnx_counts
+from prunebench.bench.alignment import misaligned_onnx
+from prunebench.bench.environment import manifest
+from prunebench.bench.harness import HarnessConfig, Measurement, measure
+from prunebench.bench.runtimes import RUNTIMES, Target, default_runtimes
+from prunebench.bench.schema import BENCH_SCHEMA, BENCH_SCHEMA_ID
+from prunebench.errors import PrunebenchError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH", help=".onnx file, prunebench model directory, or run directory")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], help="batch sizes to sweep (default: 1)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads: torch.set_num_threads and ORT intra-op (default 1)")
+    p.add_argument("--runtimes", nargs="+", default=None,
+                   help=f"subset of {', '.join(RUNTIMES)} (default: all but pytorch-cudagraph)")
+    p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cpu and/or cuda (default both; cuda is "
+                                                                         "skipped with the reason where absent)")
+    p.add_argument("--repeats", type=int, default=50, help="interleaved rounds at batch ≤ 8 (fewer at large batch, ≥ 10)")
+    p.add_argument("--warmup", type=int, default=10, help="minimum warm-up calls; warm-up continues until stable")
+    p.add_argument("--warmup-max", type=int, default=200, help="cap on warm-up calls per variant and cell")
+    p.add_argument("--max-cell-seconds", type=float, default=None, help="stop a cell's rounds after this long (≥ 10)")
+    p.add_argument("--cuda-graphs", action="store_true", help="also time PyTorch CUDA graphs (pytorch-cudagraph)")
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                   help="torch.backends.cudnn.benchmark for PyTorch CUDA (recorded either way)")
+    p.add_argument("--reference", help="variant id used as the speed-up reference (default: the first / the baseline)")
+    p.add_argument("--json", action="store_true", help="print the JSON document (schema prunebench.bench/1) instead")
+    p.add_argument("--out", help="also write the JSON document to this file")
+    p.add_argument("--schema", action="store_true", help="print the JSON Schema of --json output and exit")
+    p.add_argument("--repeatability", action="store_true",
+                   help="benchmark the harness itself (same measurement 5× in one process and in 5 processes)")
+    p.add_argument("--repeat-count", type=int, default=5, help="with --repeatability: repetitions (default 5)")
+    p.add_argument("--model", default="resnet56", help="with --repeatability: registered model to build (default resnet56)")
+    p.add_argument("--report", default="reports/latency-repeatability.md", help="with --repeatability: Markdown output")
+    p.add_argument("--note", default="", help="with --repeatability: a sentence on the machine's conditions for the report")
+
+
+# ------------------------------------------------------------------------------------------------------ targets
+def _is_model_dir(p: Path) -> bool:
+    return (p / "arch.json").is_file() and (p / "model.pt").is_file()
+
+
+def _variant_dirs(run: Path) -> list[Path]:
+    dirs = sorted({a.parent for a in run.rglob("arch.json") if (a.parent / "model.onnx").is_file()})
+    return dirs
+
+
+@contextlib.contextmanager
+def resolve_targets(paths: Sequence[str], log=lambda s: None) -> Iterator[tuple[list[Target], dict[str, str]]]:
+    """Targets and their speed-up references; temporary ONNX exports live until the context exits."""
+    if not paths:
+        raise PrunebenchError("give at least one PATH (.onnx file, model directory or run directory)")
+    with tempfile.TemporaryDirectory(prefix="prunebench-export-") as tmp:
+        targets: list[Target] = []
+        reference: dict[str, str] = {}
+        for raw in paths:
+            p = Path(raw)
+            if not p.exists():
+                raise PrunebenchError(f"not found: {p}")
+            if p.is_file() and p.suffix == ".onnx":
+                targets.append(_onnx_target(p, p.stem))
+            elif p.is_dir() and _is_model_dir(p) and not (p / "config.json").exists():
+                targets.append(_model_target(p, p.resolve().name, Path(tmp), log))
+            elif p.is_dir():
+                dirs = _variant_dirs(p)
+                if not dirs:
+                    raise PrunebenchError(f"{p} holds no model: expected arch.json + model.pt, or a run directory whose "
+                                          "variants have model.onnx (finish it with `prunebench run --out DIR`)")
+                run_targets = [_model_target(d, d.relative_to(p).as_posix(), Path(tmp), log) for d in dirs]
+                by_seed = {t.id.split("/")[0]: t.id for t in run_targets if t.id.endswith("/baseline")}
+                for t in run_targets:
+                    ref = by_seed.get(t.id.split("/")[0])
+                    if ref and ref != t.id:
+                        reference[t.id] = ref
+                targets += run_targets
+            else:
+                raise PrunebenchError(f"{p}: expected an .onnx file, a model directory (arch.json + model.pt) or a run "
+                                      "directory")
+        ids = [t.id for t in targets]
+        if len(set(ids)) != len(ids):
+            for i, t in enumerate(targets):   # same stem twice: fall back to the path as given
+                t.id = f"{i}:{t.id}"
+        if not reference and len(targets) > 1:
+            reference = {t.id: targets[0].id for t in targets[1:]}
+        yield targets, reference
+
+
+def _onnx_target(path: Path, ident: str) -> Target:
+    return Target(ident, onnx_counts.input_shape(path), onnx=path, model=None, macs=onnx_counts.macs(path),
+                  params=None, meta={"source": str(path), "onnx_values": onnx_counts.params(path)})
+
+
+def _model_target(d: Path, ident: str, tmp: Path, log) -> Target:
+    from prunebench.bench import flops
+    from prunebench.bench.onnx_export import export_and_verify
+    from prunebench.models import get_model_spec
+    from prunebench.pruning.base import load_pruned
+
+    arch, model = load_pruned(d)
+    model.eval()
+    shape = tuple(get_model_spec(arch.model).input_shape)
+    onnx_path = d / "model.onnx"
+    if not onnx_path.is_file():
+        onnx_path = tmp / f"{ident.replace('/', '__')}.onnx"
+        log(f"exporting {d} to a temporary ONNX file")
+        export_and_verify(model, shape, onnx_path, torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))
+    counts = flops.count(model, shape)
+    return Target(ident, shape, onnx=onnx_path, model=model, macs=counts.macs, params=counts.params,
+                  meta={"source": str(d), "onnx_values": onnx_counts.params(onnx_path)})
+
+
+# ------------------------------------------------------------------------------------------------------ document
+def document(targets: Sequence[Target], reference: dict[str, str], cfg: HarnessConfig, m: Measurement) -> dict[str, Any]:
+    variants = []
+    for t in targets:
+        variants.append({"id": t.id, "source": t.meta.get("source", ""), "onnx": str(t.onnx), "reference":
+                         reference.get(t.id), "params": t.params, "macs": t.macs, "onnx_values": t.meta.get("onnx_values"),
+                         "alignment": misaligned_onnx(t.onnx) if t.onnx else {"multiple": 8, "layers": 0,
+                                                                              "misaligned": 0}})
+    return {"schema": BENCH_SCHEMA_ID, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": manifest(), "settings": m.settings | {"runtimes": list(cfg.runtimes),
+                                                                 "devices": list(cfg.devices),
+                                                                 "batch_sizes": list(cfg.batch_sizes)},
+            "variants": variants, "results": m.rows, "speedups": m.speedups, "skipped": m.skipped}
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    env, s = doc["environment"], doc["settings"]
+    v = env.get("versions", {})
+    lines = [
+        f"Machine: {env.get('cpu')} ({env.get('cpu_count')} CPUs)" + (f", GPU {env['gpu']}" if env.get("gpu") else "")
+        + f"; threads {s['threads']} (torch.set_num_threads; ORT intra-op {s['threads']}, inter-op 1, no spinning)",
+        f"Versions: torch {v.get('torch')}, onnxruntime {v.get('onnxruntime') or v.get('onnxruntime-gpu')}, "
+        f"prunebench {v.get('prunebench')}, commit {env.get('git_commit')}"
+        + (f"; cudnn.benchmark {s.get('cudnn_benchmark')}, TF32 matmul {s.get('tf32_matmul')} / cuDNN "
+           f"{s.get('tf32_cudnn')}" if "tf32_cudnn" in s else ""),
+        f"Protocol: warm-up ≥ {s['warmup']} calls until the median of the last {s.get('window')} moves < "
+        f"{100 * s.get('stable_tol', 0):.0f} % (cap {s.get('warmup_max')}), then ≤ {s['repeats']} interleaved rounds; "
+        "speed-up = ratio of medians, paired bootstrap "
+        f"{100 * s.get('level', 0.95):.0f} % CI",
+        "",
+    ]
+    sp = {(x["variant"], x["runtime"], x["device"], x["batch"]): x for x in doc["speedups"]}
+    rows = []
+    for r in doc["results"]:
+        x = sp.get((r["variant"], r["runtime"], r["device"], r["batch"]))
+        rows.append([r["runtime"], r["device"], r["batch"], r["threads"], r["variant"], f"{r['median_ms']:.3f}",
+                     f"{r['iqr_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", r["n"],
+                     f"{r['throughput_ips']:.0f}", "—" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.1f}",
+                     f"{x['speedup']:.2f}× [{x['ci_low']:.2f}, {x['ci_high']:.2f}]" if x else "ref" if any(
+                         y["reference"] == r["variant"] for y in doc["speedups"]) else "—",
+                     f"{x['theoretical']:.2f}×" if x and x.get("theoretical") else "—"])
+    if rows:
+        lines.append(tabulate(rows, headers=["Runtime", "Device", "Batch", "Threads", "Variant", "Median ms", "IQR",
+                                             "p90", "p99", "n", "Images/s", "Peak MB", "Speed-up [CI]", "Theoretical"],
+                              tablefmt="simple"))
+    else:
+        lines.append("No runtime could run here (see skipped).")
+    vrows = [[x["id"], "—" if x["macs"] is None else f"{x['macs'] / 1e6:.2f}M",
+              "—" if x["params"] is None else f"{x['params'] / 1e6:.3f}M",
+              f"{x['alignment']['misaligned']}/{x['alignment']['layers']}"] for x in doc["variants"]]
+    lines += ["", tabulate(vrows, headers=["Variant", "MACs", "Params", "Widths not ×8"], tablefmt="simple")]
+    if doc["skipped"]:
+        lines += ["", "Skipped:"]
+        for k in doc["skipped"]:
+            what = " ".join(str(k[f]) for f in ("runtime", "device") if f in k)
+            what += (f" batch {k['batch']}" if "batch" in k else "") + (f" {k['variant']}" if "variant" in k else "")
+            lines.append(f"  {what}: {k['reason']}")
+    return "\n".join(lines)
+
+
+def config_from_args(args: argparse.Namespace) -> HarnessConfig:
+    for name in ("threads", "repeats", "warmup", "warmup_max", "repeat_count"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            raise PrunebenchError(f"--{name.replace('_', '-')} must be ≥ 1")
+    if any(b < 1 for b in args.batch_sizes):
+        raise PrunebenchError("--batch-sizes must be ≥ 1")
+    runtimes = tuple(args.runtimes) if args.runtimes else default_runtimes(args.cuda_graphs)
+    if args.cuda_graphs and "pytorch-cudagraph" not in runtimes:
+        runtimes += ("pytorch-cudagraph",)
+    return HarnessConfig(batch_sizes=tuple(args.batch_sizes), threads=args.threads, runtimes=runtimes,
+                         devices=tuple(args.devices), repeats=args.repeats, warmup=args.warmup,
+                         warmup_max=max(args.warmup_max, args.warmup), max_cell_s=args.max_cell_seconds,
+                         cudnn_benchmark=args.cudnn_benchmark)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(BENCH_SCHEMA, indent=2))
+        return 0
+    if args.repeatability:
+        from prunebench.bench.repeatability import run_repeatability
+
+        run_repeatability(args)
+        return 0
+    cfg = config_from_args(args)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    with resolve_targets(args.paths, log) as (targets, reference):
+        if args.reference:
+            ids = [t.id for t in targets]
+            if args.reference not in ids:
+                raise PrunebenchError(f"--reference {args.reference!r} is not one of {ids}")
+            reference = {t.id: args.reference for t in targets if t.id != args.reference}
+        m = measure(targets, cfg, reference, log)
+        doc = document(targets, reference, cfg, m)
+    if args.out:
+        from prunebench.io import write_json
+
+        write_json(args.out, doc)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(render_table(doc))
+    return 0
