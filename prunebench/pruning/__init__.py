@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from prunebench.errors import PrunebenchError
 from prunebench.pruning import l1_norm  # noqa: F401  (registration)
+from prunebench.pruning import network_slimming, soft_filter, sss, weight_level  # noqa: F401  (registration)
 from prunebench.pruning.base import Architecture, architecture_of, example_inputs, verify_forward
 from prunebench.pruning.registry import METHODS, Method, Preset, PruneRequest, get_method, register_method
 
@@ -58,4 +59,5 @@ def prune_model(
         pruned, model_name, num_classes, method=method,
         preset=request.preset.title if request.preset else None, ratio=ratio,
     )
+    arch.notes.update(request.notes)
     return pruned, arch

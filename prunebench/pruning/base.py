@@ -23,6 +23,7 @@ import torch_pruning as tp
 from prunebench.errors import PrunebenchError
 from prunebench.io import load_state, read_json, save_state, write_json
 from prunebench.models import build_model, get_model_spec, reinitialize
+from prunebench.pruning.blocks import remove_blocks, removed_block_names
 
 ARCH_SCHEMA = 1
 
@@ -42,6 +43,7 @@ class Architecture:
     preset: str | None = None
     ratio: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    removed_blocks: list[str] = field(default_factory=list)  # residual blocks replaced by their shortcut (SSS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": ARCH_SCHEMA, **dataclasses.asdict(self)}
@@ -68,6 +70,7 @@ def prunable_widths(model: nn.Module, model_name: str) -> dict[str, int]:
 
 
 def architecture_of(model: nn.Module, model_name: str, num_classes: int, **meta: Any) -> Architecture:
+    meta.setdefault("removed_blocks", removed_block_names(model))
     return Architecture(model_name, num_classes, prunable_widths(model, model_name), **meta)
 
 
@@ -181,6 +184,7 @@ def verify_forward(model: nn.Module, example: torch.Tensor, num_outputs: int | N
 def build_architecture(arch: Architecture, weights: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
     """Rebuild ``arch``: dense model → slimmed by torch-pruning → weights loaded (or the model's own fresh init)."""
     model = build_model(arch.model, arch.num_classes)
+    remove_blocks(model, arch.removed_blocks)  # depth pruning first: the widths name layers of what remains
     slim_to_widths(model, example_inputs(arch.model), arch.widths)
     if weights is None:
         reinitialize(model)

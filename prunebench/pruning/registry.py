@@ -43,6 +43,7 @@ class PruneRequest:
     calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None  # batches for data-driven methods
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # filled by the method; prune_model copies it to Architecture.notes
 
     def target_widths(self) -> dict[str, int]:
         """The width plan, checked against what the model allows, rounded to ``round_to`` if asked."""
