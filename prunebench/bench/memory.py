@@ -51,13 +51,17 @@ class PeakMemory:
         self.torch_allocator = torch_allocator
         self.peak_mb: float | None = None
         self.kind = "none"
-        self._start: float | None = None
         self._finish: Callable[[], None] = lambda: None
 
     def __enter__(self) -> "PeakMemory":
-        if self.device == "cuda":
-            import torch
+        import torch
 
+        def finish() -> None:
+            return None
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            pass   # e.g. onnxruntime-gpu beside a CPU-only torch: no device-memory probe, figure stays None
+        elif self.device == "cuda":
             torch.cuda.synchronize()
             if self.torch_allocator:
                 torch.cuda.reset_peak_memory_stats()
@@ -83,9 +87,6 @@ class PeakMemory:
                     if peak is not None and start is not None:
                         self.peak_mb = max(0.0, peak / 1024.0 - start)
                         self.kind = "rss_peak_growth"
-            else:
-                def finish() -> None:
-                    return None
         self._finish = finish
         return self
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -94,6 +95,7 @@ class Prepared:
     info: dict[str, Any]
     uses_torch_allocator: bool = False
     close: Callable[[], None] = lambda: None
+    fetch: Callable[[], list[np.ndarray]] | None = None   # outputs of the last call, copied to host (never timed)
 
 
 # --------------------------------------------------------------------------------------------------------- checks
@@ -155,7 +157,9 @@ def make_session(path: str | Path, threads: int, providers: list[Any]) -> Any:
         except Exception:  # noqa: BLE001 - best effort; the provider check below decides
             pass
     try:
-        sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # "provider not available" warnings: the check below says it better
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
         raise Unavailable(f"{wanted} could not create a session: {str(e).splitlines()[0][:200]}") from None
     if sess.get_providers()[0] != wanted:
@@ -203,17 +207,20 @@ def _prepare_torch(target: Target, batch: int, device: str, opts: Options, graph
     model = _need_model(target)
     if device == "cpu":
         m = model.cpu().eval()
-        x = torch.randn(batch, *target.input_shape)
+        x = torch.from_numpy(_host_input(batch, target.input_shape))   # the same input every runtime sees
+        last: list[torch.Tensor] = []
 
-        def call() -> object:
+        def call() -> None:
             with torch.inference_mode():
-                return m(x)
+                last[:] = [m(x)]
 
-        return Prepared(_timed_host(call), "perf_counter", _torch_settings())
+        return Prepared(_timed_host(call), "perf_counter", _torch_settings(),
+                        fetch=lambda: [t.numpy() for t in last])
     torch.backends.cudnn.benchmark = opts.cudnn_benchmark
     dev = torch.device("cuda")
     m = copy.deepcopy(model).to(dev).eval()   # the CPU copy stays where it is for the CPU cells
-    x = torch.randn(batch, *target.input_shape, device=dev)
+    x = torch.from_numpy(_host_input(batch, target.input_shape)).to(dev)
+    last: list[torch.Tensor] = []
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     if graphs:
         static_x = x.clone()
@@ -225,14 +232,15 @@ def _prepare_torch(target: Target, batch: int, device: str, opts: Options, graph
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(graph):
-            static_y = m(static_x)  # noqa: F841 - the graph keeps its output buffer alive
+            static_y = m(static_x)
+        last.append(static_y)   # replay rewrites this buffer in place
 
         def run() -> None:
             graph.replay()
     else:
         def run() -> None:
             with torch.inference_mode():
-                m(x)
+                last[:] = [m(x)]
 
     def timed() -> float:
         start.record()
@@ -247,7 +255,8 @@ def _prepare_torch(target: Target, batch: int, device: str, opts: Options, graph
         torch.cuda.empty_cache()
 
     info = _torch_settings() | {"cuda_graph": graphs}
-    return Prepared(timed, "cuda_event", info, uses_torch_allocator=True, close=close)
+    return Prepared(timed, "cuda_event", info, uses_torch_allocator=True, close=close,
+                    fetch=lambda: [t.detach().cpu().numpy() for t in last])
 
 
 # --------------------------------------------------------------------------------------------------------- ONNX Runtime
@@ -261,7 +270,12 @@ def _prepare_ort_cpu(target: Target, batch: int, opts: Options) -> Prepared:
     name = sess.get_inputs()[0].name
     x = _host_input(batch, target.input_shape)
     info = _ort_info(sess, {"intra_op_threads": opts.threads, "inter_op_threads": 1, "spinning": False})
-    return Prepared(_timed_host(lambda: sess.run(None, {name: x})), "perf_counter", info)
+    last: list[Any] = []
+
+    def call() -> None:
+        last[:] = sess.run(None, {name: x})
+
+    return Prepared(_timed_host(call), "perf_counter", info, fetch=lambda: [np.asarray(o) for o in last])
 
 
 def _cuda_provider() -> tuple[str, dict[str, Any]]:
@@ -288,7 +302,11 @@ def _input_name(path: Path) -> str:
     return next(i.name for i in graph.input if i.name not in inits)
 
 
-def _prepare_ort_cuda(target: Target, batch: int, opts: Options, providers: list[Any], bind: bool) -> Prepared:
+def _prepare_ort_device(target: Target, batch: int, opts: Options, providers: list[Any], bind: bool,
+                        ort_device: str = "cuda") -> Prepared:
+    """A device EP session; with ``bind`` the input and output buffers live on ``ort_device`` (IOBinding), otherwise
+    host numpy goes in and comes out (the end-to-end figure with copies). ``ort_device="cpu"`` exercises the same
+    binding code on a CPU-only machine (tests)."""
     ort = ort_module()
     sess = make_session(_need_onnx(target), opts.threads, providers)
     name = sess.get_inputs()[0].name
@@ -298,10 +316,16 @@ def _prepare_ort_cuda(target: Target, batch: int, opts: Options, providers: list
                                 sess.get_providers()[0], {}).items() if k in (
                                 "cudnn_conv_algo_search", "trt_fp16_enable", "device_id")}})
     if not bind:
-        return Prepared(_timed_host(lambda: sess.run(None, {name: x})), "perf_counter", info)
+        last: list[Any] = []
+
+        def run_host() -> None:
+            last[:] = sess.run(None, {name: x})
+
+        return Prepared(_timed_host(run_host), "perf_counter (host numpy in/out: includes copies)", info,
+                        fetch=lambda: [np.asarray(o) for o in last])
     outputs = sess.run(None, {name: x})   # learn output shapes once, then keep everything on the device
-    x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
-    y_dev = [ort.OrtValue.ortvalue_from_shape_and_type(o.shape, o.dtype, "cuda", 0) for o in outputs]
+    x_dev = ort.OrtValue.ortvalue_from_numpy(x, ort_device, 0)
+    y_dev = [ort.OrtValue.ortvalue_from_shape_and_type(o.shape, o.dtype, ort_device, 0) for o in outputs]
     io = sess.io_binding()
     io.bind_ortvalue_input(name, x_dev)
     for meta, buf in zip(sess.get_outputs(), y_dev):
@@ -311,7 +335,8 @@ def _prepare_ort_cuda(target: Target, batch: int, opts: Options, providers: list
         sess.run_with_iobinding(io)
         io.synchronize_outputs()
 
-    return Prepared(_timed_host(call), "perf_counter (synchronous run_with_iobinding)", info)
+    return Prepared(_timed_host(call), "perf_counter (synchronous run_with_iobinding)", info,
+                    fetch=lambda: [y.numpy() for y in y_dev])
 
 
 # --------------------------------------------------------------------------------------------------------- entry point
@@ -325,11 +350,11 @@ def prepare(runtime: str, target: Target, batch: int, device: str, opts: Options
     if runtime == "onnxruntime" and device == "cpu":
         return _prepare_ort_cpu(target, batch, opts)
     if runtime == "onnxruntime":
-        return _prepare_ort_cuda(target, batch, opts, [_cuda_provider()], bind=True)
+        return _prepare_ort_device(target, batch, opts, [_cuda_provider()], bind=True)
     if runtime == "onnxruntime-e2e":
-        return _prepare_ort_cuda(target, batch, opts, [_cuda_provider()], bind=False)
+        return _prepare_ort_device(target, batch, opts, [_cuda_provider()], bind=False)
     if runtime == "onnxruntime-trt":
-        return _prepare_ort_cuda(target, batch, opts, [_trt_provider(target, batch, opts), _cuda_provider()], bind=True)
+        return _prepare_ort_device(target, batch, opts, [_trt_provider(target, batch, opts), _cuda_provider()], bind=True)
     raise Unavailable(f"unknown runtime {runtime!r}")
 
 
