@@ -118,6 +118,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         data = load_data(args.data, args.data_root, train_subset=args.calibration_samples)
         calibration = _calibration(data, batches=max(1, args.calibration_samples // 64))
     before = flops.count(model, spec.input_shape)
+    nz_before = None if method.structured else flops.count_nonzero(model, spec.input_shape)
     t0 = time.perf_counter()
     pruned, arch = prune_model(model, args.model, args.num_classes, args.method, preset=args.preset, ratio=args.ratio,
                                round_to=args.round_to, calibration=calibration, seed=args.seed)
@@ -125,6 +126,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     after = flops.count(pruned, spec.input_shape)
     if args.out:
         save_pruned(args.out, arch, pruned)
+        if not method.structured:  # unstructured: the mask travels as mask.pt (weights_only-loadable)
+            from prunebench.pruning.weight_masks import save_masks
+
+            save_masks(args.out, pruned)
     result = {
         "model": args.model, "method": args.method, "preset": arch.preset, "ratio": args.ratio, "seconds": round(seconds, 3),
         "params": {"before": before.params, "after": after.params,
@@ -133,6 +138,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "counting_rule": "conv+linear MACs, one image",
         "widths": arch.widths, "out": args.out,
     }
+    if arch.notes or arch.removed_blocks:
+        result.update({"removed_blocks": arch.removed_blocks, "notes": arch.notes})
+    if not method.structured:  # masks only: shapes and the dense counts above do not change; what survives does
+        nz = flops.count_nonzero(pruned, spec.input_shape)
+        result["nonzero"] = {
+            "params": {"before": nz_before.params, "after": nz.params, "reduction": round(1 - nz.params / nz_before.params, 4)},
+            "macs": {"before": nz_before.macs, "after": nz.macs, "reduction": round(1 - nz.macs / nz_before.macs, 4)},
+            "note": "unstructured masks: dense shapes, so dense runtimes (and the ONNX file) see no speed-up",
+        }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -140,6 +154,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
               f"{after.macs / 1e6:.2f}M (−{100 * result['macs']['reduction']:.1f} %), params {before.params} → "
               f"{after.params} (−{100 * result['params']['reduction']:.1f} %), {seconds:.2f} s"
               + (f"; saved to {args.out}" if args.out else ""))
+        if "nonzero" in result:
+            nzr = result["nonzero"]
+            print(f"  nonzero (masked): MACs {nzr['macs']['after'] / 1e6:.2f}M (−{100 * nzr['macs']['reduction']:.1f} %), "
+                  f"params {nzr['params']['after']} (−{100 * nzr['params']['reduction']:.1f} %); {nzr['note']}")
     return 0
 
 

@@ -63,6 +63,7 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data:
             "prune": None if v.spec is None else {**_spec_dict(v.spec), "label": v.spec.label},
             "accuracy": {**m["accuracy"], "best_top1": t["best_top1"], "best_epoch": t["best_epoch"]},
             "params": m["counts"]["params"], "macs": m["counts"]["macs"], "macs_cross_check": m["macs_cross_check"],
+            "nonzero": m.get("nonzero_counts"),
             "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"],
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
                          "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from")},
@@ -155,6 +156,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                              f"{b0['file_bytes'] / 1e6:.2f} MB", _alignment_text(b0)])
     lines += [tabulate(size_rows, headers=["Model", "Params", "Params ↓", "MACs", "MACs ↓", "Theoretical speed-up",
                                            "ONNX file", "Widths not ×8"], tablefmt="github"), ""]
+    lines += _unstructured_note(vs, labels)
     lines += _latency_section(results, labels)
     lines += _onnx_section(vs)
     if results["skipped"]:
@@ -167,6 +169,25 @@ def _alignment_text(v: dict[str, Any]) -> str:
     prunebench.bench.alignment); ``round_to = 8`` in the [[prune]] entry avoids them."""
     a = v.get("alignment")
     return f"{a['misaligned']}/{a['layers']}" if a else "—"
+
+
+def _unstructured_note(vs: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Masked (unstructured) methods keep dense shapes: their MACs above, ONNX file and latency are dense."""
+    from prunebench.pruning import METHODS
+
+    out = []
+    for label in labels:
+        v = next(v for v in vs if v["prune"] and v["prune"]["label"] == label)
+        method = v["prune"]["method"]
+        if method not in METHODS or METHODS.get(method).structured:
+            continue
+        nz = v.get("nonzero") or {}
+        counts = (f" Nonzero: {nz['params'] / 1e6:.3f}M params, {nz['macs'] / 1e6:.1f}M MACs "
+                  f"(Scratch-B's budget uses these)." if nz else "")
+        out.append(f"- **{label}** is unstructured ({method}): weights are masked, shapes stay dense, so the params, "
+                   f"MACs and ONNX file above are dense and dense runtimes (PyTorch, ONNX Runtime) see no speed-up."
+                   + counts)
+    return out + [""] if out else []
 
 
 def _reduction(base: dict[str, Any] | None, v: dict[str, Any], key: str) -> str:

@@ -173,7 +173,9 @@ class Runner:
         c = self.cfg
         arch, model = load_pruned(base_dir, with_weights=False)
         model.load_state_dict(load_state(base_dir / "init.pt"))
-        hooks = get_method(spec.method).sparsity(model, dict(spec.options))
+        options = {"model": arch.model, "ratio": spec.ratio, "preset": spec.preset, "round_to": spec.round_to,
+                   **spec.options}  # the plan, for hooks that must match the final prune (soft-filter)
+        hooks = get_method(spec.method).sparsity(model, options)
         self.log(f"[seed {seed}] {spec.label}: sparsity training for {c.baseline.epochs} epochs")
         res = train(model, self.data, c.baseline, self.device, seed, d / "last.pt", desc=f"{spec.label} sparse",
                     hooks=hooks)
@@ -195,12 +197,19 @@ class Runner:
                                     options=dict(spec.options))
         seconds = time.perf_counter() - t0
         after = flops.count(pruned, shape)
+        nonzero = {} if get_method(spec.method).structured else {  # masks: dense shapes, count what survives
+            "after_nonzero": flops.count_nonzero(pruned, shape).to_dict()}
         self.log(f"[seed {seed}] {spec.label}: MACs {before.macs / 1e6:.1f}M → {after.macs / 1e6:.1f}M "
                  f"(−{100 * (1 - after.macs / before.macs):.1f} %), params {before.params} → {after.params}")
         if dist.is_main():
             save_pruned(d, parch, pruned)
+            if nonzero:  # the unstructured mask, re-applied by the method's regime hooks
+                from prunebench.pruning.weight_masks import save_masks
+
+                save_masks(d, pruned)
             write_json(d / "prune.json", {"spec": _asdict(spec), "seconds": round(seconds, 3),
-                                          "before": before.to_dict(), "after": after.to_dict(), "widths": parch.widths})
+                                          "before": before.to_dict(), "after": after.to_dict(), "widths": parch.widths,
+                                          **nonzero})
 
     def train_regime(self, seed: int, spec: PruneSpec, regime: str, base_dir: Path, pdir: Path) -> None:
         d = pdir / regime
@@ -219,10 +228,12 @@ class Runner:
             if regime == "scratch-b":
                 prune_rec = read_json(pdir / "pruned" / "prune.json")
                 epochs, ratio = scratch_b_epochs(c.baseline.epochs, prune_rec["before"]["macs"],
-                                                 prune_rec["after"]["macs"], c.scratch.b_max_epochs)
+                                                 prune_rec.get("after_nonzero", prune_rec["after"])["macs"],
+                                                 c.scratch.b_max_epochs)  # unstructured: nonzero MACs
                 tcfg = TrainConfig(**{**_asdict(c.baseline), "epochs": epochs})
                 budget = {"rule": "epochs = int(E_base × R), R = MACs_base / MACs_pruned", "base_epochs": c.baseline.epochs,
-                          "R": round(ratio, 4), "epochs": epochs, "cap": c.scratch.b_max_epochs}
+                          "R": round(ratio, 4), "epochs": epochs, "cap": c.scratch.b_max_epochs,
+                          "macs_counted": "nonzero" if "after_nonzero" in prune_rec else "dense"}
         method = get_method(spec.method)
         hooks = method.regime_hooks(model, pdir / "pruned") if method.regime_hooks is not None else None
         self.log(f"[seed {seed}] {spec.label} {regime}: {tcfg.epochs} epochs at lr {tcfg.lr}")
@@ -254,6 +265,7 @@ class Runner:
                  f"ONNX {check.file_bytes / 1e6:.2f} MB, max|Δ| {check.max_abs_diff:.1e}")
         write_json(record, {
             "counts": counts.to_dict(), "macs_cross_check": flops.cross_check(model, shape),
+            "nonzero_counts": flops.count_nonzero(model, shape).to_dict(),
             "accuracy": {"top1": top1, "top5": top5, "onnx_top1": ort_acc["top1"], "onnx_top5": ort_acc["top5"],
                          "onnx_top1_gap": gap},
             "onnx": check.to_dict(), "widths": arch.widths, "alignment": misaligned_layers(model),
