@@ -166,3 +166,17 @@ def test_bench_json_files_compare_on_ratios(tmp_path):
     a = _write(tmp_path / "a.json", bench(1.0))
     assert main(["compare", a, _write(tmp_path / "b.json", bench(1.05)), "--quiet"]) == 0
     assert main(["compare", a, _write(tmp_path / "c.json", bench(1.2)), "--quiet"]) == 1
+
+
+def test_cpu_time_metric(base, tmp_path, capsys):
+    def with_cpu(doc, slim_factor):
+        for v in doc["variants"]:
+            for r in v["latency"]:
+                r["cpu_median_ms"] = r["median_ms"] * (slim_factor if v["regime"] != "baseline" else 1.0)
+    b = _write(tmp_path / "b.json", _doctor(lambda d: with_cpu(d, 1.0)))
+    c = _write(tmp_path / "c.json", _doctor(lambda d: with_cpu(d, 1.3)))   # wall clock unchanged, CPU time +30 %
+    assert main(["compare", b, c, "--quiet"]) == 0
+    assert main(["compare", b, c, "--latency-metric", "cpu_median_ms"]) == 1
+    assert "latency (cpu_median_ms)" in capsys.readouterr().out
+    # files without the metric have no cells to compare: that is a missing cell, not a silent pass
+    assert main(["compare", b, base, "--latency-metric", "cpu_median_ms", "--quiet"]) == 1

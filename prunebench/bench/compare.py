@@ -9,6 +9,8 @@ output (``prunebench.bench/1``). Checks, per variant id present in BASELINE:
   runtime, device, batch and threads): the ratio may grow by at most ``max_latency_ratio_regression`` (0.10 = 10 %). A CI
   machine that is uniformly slower moves both medians and leaves the ratio alone, so it does not read as a regression.
   Absolute medians are compared only with ``absolute_latency = true`` (same tolerance flag ``max_latency_regression``);
+* ``latency_metric``: ``median_ms`` (wall clock) or ``cpu_median_ms`` (process CPU time per call, which does not grow
+  when a neighbour takes the core: the steadier choice on shared CI runners; CPU rows only);
 * a variant or latency cell in BASELINE but not in CURRENT fails (``allow_missing`` turns that into a note), so a gate
   cannot pass by measuring less.
 
@@ -36,6 +38,7 @@ else:  # pragma: no cover
 RESULTS_SCHEMA = "prunebench.results/1"
 BENCH_SCHEMA = "prunebench.bench/1"
 Cell = tuple[str, str, int, int]   # runtime, device, batch, threads
+LATENCY_METRICS = ("median_ms", "cpu_median_ms")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Tolerances:
     max_latency_regression: float = 0.10         # relative growth of an absolute median, with absolute_latency
     allow_missing: bool = False
     reference: str | None = None                 # override the reference variant id for every latency ratio
+    latency_metric: str = "median_ms"            # or "cpu_median_ms" (CPU time per call; steadier on shared CPUs)
 
     def validate(self) -> "Tolerances":
         for name in ("max_acc_drop", "max_latency_ratio_regression", "max_latency_regression"):
@@ -56,6 +60,9 @@ class Tolerances:
                 raise PrunebenchError(f"tolerance {name} must be a number ≥ 0, got {v!r}")
         for name in ("params", "macs"):
             _count_tolerance(getattr(self, name), name)
+        if self.latency_metric not in LATENCY_METRICS:
+            raise PrunebenchError(f"latency_metric must be one of {', '.join(LATENCY_METRICS)}, got "
+                                  f"{self.latency_metric!r}")
         return self
 
 
@@ -105,7 +112,7 @@ class Check:
 
 
 # ------------------------------------------------------------------------------------------------------ loading
-def load(path: str | Path) -> Doc:
+def load(path: str | Path, metric: str = "median_ms") -> Doc:
     p = Path(path)
     if not p.is_file():
         raise PrunebenchError(f"file not found: {p}")
@@ -114,32 +121,34 @@ def load(path: str | Path) -> Doc:
         raise PrunebenchError(f"{p} is neither a results.json ({RESULTS_SCHEMA}) nor a bench --json file ({BENCH_SCHEMA})")
     env = d.get("environment") or {}
     try:
-        variants = _results_variants(d) if d["schema"] == RESULTS_SCHEMA else _bench_variants(d)
+        variants = _results_variants(d, metric) if d["schema"] == RESULTS_SCHEMA else _bench_variants(d, metric)
     except (KeyError, TypeError, ValueError) as e:
         raise PrunebenchError(f"{p} is malformed ({type(e).__name__}: {e}); regenerate it") from None
     return Doc(str(p), d["schema"], d.get("created"), env.get("git_commit"), variants)
 
 
-def _cells(rows: list[dict[str, Any]]) -> dict[Cell, float]:
-    return {(r["runtime"], r["device"], int(r["batch"]), int(r["threads"])): float(r["median_ms"]) for r in rows}
+def _cells(rows: list[dict[str, Any]], metric: str) -> dict[Cell, float]:
+    """Latency cells; a row without the metric (e.g. no CPU time for a GPU row, or an older file) is absent."""
+    return {(r["runtime"], r["device"], int(r["batch"]), int(r["threads"])): float(r[metric]) for r in rows
+            if r.get(metric) is not None}
 
 
-def _results_variants(d: dict[str, Any]) -> dict[str, Variant]:
+def _results_variants(d: dict[str, Any], metric: str) -> dict[str, Variant]:
     out = {}
     ids = {v["id"] for v in d["variants"]}
     for v in d["variants"]:
         ref = f"seed{v['seed']}/baseline" if v["regime"] != "baseline" else None
         out[v["id"]] = Variant(v["id"], v["accuracy"]["top1"], v.get("params"), v.get("macs"),
-                               ref if ref in ids else None, _cells(v.get("latency", [])))
+                               ref if ref in ids else None, _cells(v.get("latency", []), metric))
     return out
 
 
-def _bench_variants(d: dict[str, Any]) -> dict[str, Variant]:
+def _bench_variants(d: dict[str, Any], metric: str) -> dict[str, Variant]:
     rows: dict[str, list[dict[str, Any]]] = {}
     for r in d["results"]:
         rows.setdefault(r["variant"], []).append(r)
     return {v["id"]: Variant(v["id"], None, v.get("params"), v.get("macs"), v.get("reference"),
-                             _cells(rows.get(v["id"], []))) for v in d["variants"]}
+                             _cells(rows.get(v["id"], []), metric)) for v in d["variants"]}
 
 
 def load_tolerances(path: str | Path | None, overrides: dict[str, Any]) -> Tolerances:
@@ -240,7 +249,8 @@ def render_markdown(base: Doc, cur: Doc, tol: Tolerances, checks: list[Check]) -
         "",
         f"- Baseline: `{base.path}` ({base.kind}, created {base.created}, commit {base.commit})",
         f"- Current: `{cur.path}` ({cur.kind}, created {cur.created}, commit {cur.commit})",
-        f"- Tolerances: top-1 drop ≤ {tol.max_acc_drop:g} pts; latency ratio to the same-run reference may grow ≤ "
+        f"- Tolerances: top-1 drop ≤ {tol.max_acc_drop:g} pts; latency ({tol.latency_metric}) ratio to the same-run "
+        "reference may grow ≤ "
         f"{100 * tol.max_latency_ratio_regression:g} %; params {tol.params}; MACs {tol.macs}"
         + (f"; absolute medians may grow ≤ {100 * tol.max_latency_regression:g} %" if tol.absolute_latency else
            "; absolute times not compared")
@@ -282,6 +292,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-missing", action="store_true", default=None,
                    help="a variant/cell missing from CURRENT is a note, not a failure")
     p.add_argument("--reference", help="variant id to use as the latency reference for every variant")
+    p.add_argument("--latency-metric", choices=LATENCY_METRICS,
+                   help="median_ms (wall clock, default) or cpu_median_ms (CPU time per call: steadier on shared CPUs)")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary here (e.g. for a PR comment)")
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
 
@@ -291,9 +303,9 @@ def run_cli(args: argparse.Namespace) -> int:
         "max_acc_drop": args.max_acc_drop, "max_latency_ratio_regression": args.max_latency_ratio_regression,
         "params": args.params, "macs": args.macs, "absolute_latency": args.absolute_latency,
         "max_latency_regression": args.max_latency_regression, "allow_missing": args.allow_missing,
-        "reference": args.reference,
+        "reference": args.reference, "latency_metric": args.latency_metric,
     })
-    base, cur = load(args.baseline), load(args.current)
+    base, cur = load(args.baseline, tol.latency_metric), load(args.current, tol.latency_metric)
     if tol.reference and tol.reference not in base.variants:
         raise PrunebenchError(f"--reference {tol.reference!r} is not a variant of {base.path}")
     checks = compare(base, cur, tol)

@@ -10,7 +10,9 @@ For each (device, batch, runtime) cell:
    machine drift (thermal, frequency, a neighbour's job) lands on every variant alike; a round budget (``max_cell_s``)
    may stop early, but never below ``MIN_ROUNDS``;
 4. per-call samples are summarised (median, IQR, p90, p99, mean, n, images/s) and each variant's speed-up over its
-   reference is a ratio of medians with a paired bootstrap CI over rounds.
+   reference is a ratio of medians with a paired bootstrap CI over rounds. On CPU the process CPU time of each call is
+   summarised too (``cpu_median_ms``): it does not grow when a neighbour steals the core, so on a shared machine it is the
+   steadier figure of the work done (with 1 thread it is the latency an idle core would show).
 
 Threads are pinned for the whole measurement (``torch.set_num_threads``; ORT intra-op = threads, inter-op 1, no spinning).
 """
@@ -23,13 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from prunebench.bench import runtimes as rt
 from prunebench.bench.latency import LatencyStats, repeats_for, set_torch_threads, summarize
 from prunebench.bench.memory import PeakMemory
 from prunebench.bench.runtimes import Options, Prepared, Target, Unavailable
-from prunebench.bench.stats import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootstrap_ratio, median_stable
+from prunebench.bench.stats import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootstrap_ratio, median_stable, summarize_ms
 
 MIN_ROUNDS = 10
 
@@ -78,15 +81,25 @@ def warm_up(timed: Callable[[], float], cfg: HarnessConfig) -> tuple[int, bool]:
             return len(times), False
 
 
-def run_rounds(calls: dict[str, Callable[[], float]], rounds: int, max_s: float | None = None) -> dict[str, list[float]]:
-    """Interleaved rounds: one timed call per variant per round, variants in a fixed order."""
+def run_rounds(calls: dict[str, Callable[[], float]], rounds: int, max_s: float | None = None,
+               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Interleaved rounds: one timed call per variant per round, variants in a fixed order.
+
+    ``cpu``, if given, receives each call's process CPU time (``time.process_time``, all threads): unlike wall time it
+    does not grow when another process takes the core, so on a shared machine it shows the work a call does.
+    """
     for timed in calls.values():   # priming round: the first variant should not pay for the last one's cache state
         timed()
     samples: dict[str, list[float]] = {k: [] for k in calls}
+    if cpu is not None:
+        cpu.update({k: [] for k in calls})
     t0 = time.perf_counter()
     for i in range(rounds):
         for name, timed in calls.items():
+            c0 = time.process_time()
             samples[name].append(timed())
+            if cpu is not None:
+                cpu[name].append(time.process_time() - c0)
         if max_s is not None and i + 1 >= MIN_ROUNDS and time.perf_counter() - t0 > max_s:
             break
     return samples
@@ -172,14 +185,19 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
         if not prepared:
             return
         rounds = repeats_for(batch, cfg.repeats) if cfg.scale_repeats else cfg.repeats
-        samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s)
+        cpu: dict[str, list[float]] = {}
+        samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s, cpu)
     finally:
         for p in prepared.values():
             p.close()
     stats: dict[str, LatencyStats] = {}
     for key, s in samples.items():
         stats[key] = summarize(s, runtime, device, batch, cfg.threads)
-        out.rows.append({"variant": key, **stats[key].to_dict(), **extra[key]})
+        # CPU time per call is a host-side figure: meaningful on CPU, not for a GPU call that waits on the device
+        c = summarize_ms(np.asarray(cpu[key]) * 1e3) if device == "cpu" else None
+        out.rows.append({"variant": key, **stats[key].to_dict(), **extra[key],
+                         "cpu_median_ms": None if c is None else round(c.median_ms, 4),
+                         "cpu_iqr_ms": None if c is None else round(c.iqr_ms, 4)})
         out.samples[(key, runtime, device, batch)] = s
     for key, ref in reference.items():
         if key in samples and ref in samples and key != ref:

@@ -48,8 +48,25 @@ def _cpu_seconds() -> tuple[float, float] | None:
     return (sum(fields[:8]) - idle) / hz, t.user + t.system + t.children_user + t.children_system
 
 
+class _OthersCPU:
+    """Average number of CPUs kept busy by *other* processes during a block (None where /proc/stat is unreadable)."""
+
+    def __enter__(self) -> "_OthersCPU":
+        self.cpus: float | None = None
+        self._start, self._t0 = _cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end, wall = _cpu_seconds(), time.perf_counter() - self._t0
+        if self._start and end and wall > 0:
+            self.cpus = max(0.0, ((end[0] - self._start[0]) - (end[1] - self._start[1])) / wall)
+
+
 def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return {r["runtime"]: float(r["median_ms"]) for r in rows}
+    """runtime → wall-clock median, and runtime + " (CPU time)" → median process CPU time per call."""
+    out = {r["runtime"]: float(r["median_ms"]) for r in rows}
+    out.update({f"{r['runtime']} (CPU time)": float(r["cpu_median_ms"]) for r in rows if r.get("cpu_median_ms")})
+    return out
 
 
 def run_repeatability(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,35 +94,39 @@ def run_repeatability(args: argparse.Namespace) -> dict[str, Any]:
         save_pruned(d, architecture_of(model, args.model, 10), model)
         export_and_verify(model, spec.input_shape, d / "model.onnx", torch.randn(2, *spec.input_shape))
         target = Target(args.model, tuple(spec.input_shape), onnx=d / "model.onnx", model=model)
-        in_proc: dict[str, list[float]] = {r: [] for r in runtimes}
-        for i in range(n):
-            for rt, med in _medians(measure([target], cfg).rows).items():
-                in_proc[rt].append(med)
-            print(f"in-process {i + 1}/{n}: " + ", ".join(f"{k} {v[-1]:.3f} ms" for k, v in in_proc.items() if v),
-                  file=sys.stderr)
-        cross: dict[str, list[float]] = {r: [] for r in runtimes}
         cmd = [sys.executable, "-m", "prunebench", "bench", str(d), "--json", "--batch-sizes", str(batch),
                "--threads", str(args.threads), "--runtimes", *runtimes, "--devices", *devices,
                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--warmup-max", str(cfg.warmup_max)]
         if args.max_cell_seconds:
             cmd += ["--max-cell-seconds", str(args.max_cell_seconds)]
+        in_proc: dict[str, list[float]] = {}
+        cross: dict[str, list[float]] = {}
+        busy: dict[str, list[float | None]] = {"in_process": [], "processes": []}
+        # the two modes alternate (in-process 1, process 1, in-process 2, …) so that a change in the machine's load
+        # during the benchmark lands on both alike instead of on whichever ran second
         for i in range(n):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            with _OthersCPU() as oc:
+                for rt, med in _medians(measure([target], cfg).rows).items():
+                    in_proc.setdefault(rt, []).append(med)
+            busy["in_process"].append(oc.cpus)
+            with _OthersCPU() as oc:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+            busy["processes"].append(oc.cpus)
             if proc.returncode != 0:
                 raise PrunebenchError(f"bench subprocess failed: {proc.stderr.strip().splitlines()[-1:]}")
             for rt, med in _medians(json.loads(proc.stdout)["results"]).items():
-                cross[rt].append(med)
-            print(f"process {i + 1}/{n}: " + ", ".join(f"{k} {v[-1]:.3f} ms" for k, v in cross.items() if v),
-                  file=sys.stderr)
+                cross.setdefault(rt, []).append(med)
+            print(f"repetition {i + 1}/{n}: in-process " + ", ".join(f"{k} {v[-1]:.3f} ms" for k, v in in_proc.items())
+                  + "; separate process " + ", ".join(f"{k} {v[-1]:.3f} ms" for k, v in cross.items()), file=sys.stderr)
     wall = time.perf_counter() - t_start
     cpu_end = _cpu_seconds()
     others = None
     if cpu_start and cpu_end:   # average CPUs kept busy by other processes while this ran
         others = max(0.0, ((cpu_end[0] - cpu_start[0]) - (cpu_end[1] - cpu_start[1])) / wall)
     result = {"model": args.model, "batch": batch, "threads": args.threads, "repeats": args.repeats, "n": n,
-              "in_process": in_proc, "processes": cross,
+              "in_process": in_proc, "processes": cross, "others_cpus_per_repetition": busy,
               "cv": {rt: {"in_process": coefficient_of_variation(in_proc[rt]),
-                          "processes": coefficient_of_variation(cross[rt])} for rt in runtimes if in_proc[rt]},
+                          "processes": coefficient_of_variation(cross.get(rt, []))} for rt in sorted(in_proc)},
               "load_start": load_start, "load_end": os.getloadavg(), "wall_s": wall, "others_cpus": others,
               "environment": manifest(), "settings": cfg.to_dict(), "note": args.note}
     if args.report:
@@ -140,12 +161,20 @@ def render(r: dict[str, Any]) -> str:
         f"The same measurement — {r['model']} (random init), batch {r['batch']}, {r['threads']} thread(s), CPU, full "
         f"protocol (warm-up until the median of the last {r['settings']['window']} calls moves < "
         f"{100 * r['settings']['stable_tol']:.0f} %, then {r['repeats']} rounds) — repeated {r['n']} times in one process "
-        f"and in {r['n']} separate processes. Figure of merit: the coefficient of variation (sample std / mean) of the "
-        f"{r['n']} medians, per runtime. Goal: < {100 * GOAL_CV:.0f} %.",
+        f"and in {r['n']} separate processes (`python -m prunebench bench DIR --json`), the two modes alternating so that "
+        f"load changes hit both. Figure of merit: the coefficient of variation (sample std / mean) of the "
+        f"{r['n']} medians, per runtime. Goal: < {100 * GOAL_CV:.0f} %. Rows marked *(CPU time)* use the median process "
+        "CPU time per call instead of wall-clock time: with 1 thread it is the latency an idle core would show, and it "
+        "does not grow when another process takes the core (see docs/latency.md).",
         "",
         "| Runtime | Repeated in | Medians (ms) | CV of the median | < 5 % |",
         "|---|---|---|---|---|",
         *rows,
+        "",
+        "CPUs kept busy by other processes during each repetition (average; /proc/stat minus this process tree): "
+        + "; ".join(f"{label} " + ", ".join("?" if x is None else f"{x:.2f}" for x in r["others_cpus_per_repetition"][key])
+                    for label, key in (("one process", "in_process"), ("separate processes", "processes")))
+        + ".",
         "",
         "## Conditions",
         "",

@@ -19,14 +19,15 @@ _str = {"type": "string"}
 ROW = {
     "type": "object",
     "required": ["variant", "runtime", "device", "batch", "threads", "n", "median_ms", "iqr_ms", "p90_ms", "p99_ms",
-                 "mean_ms", "throughput_ips", "warmup_calls", "warmup_stable", "peak_mem_mb", "memory", "timer"],
+                 "mean_ms", "throughput_ips", "warmup_calls", "warmup_stable", "peak_mem_mb", "memory", "timer",
+                 "cpu_median_ms"],
     "properties": {
         "variant": _str, "runtime": _str, "device": {"enum": ["cpu", "cuda"]}, "batch": {"type": "integer", "minimum": 1},
         "threads": _int, "n": {"type": "integer", "minimum": 1},
         "median_ms": {"type": "number", "exclusiveMinimum": 0}, "iqr_ms": {"type": "number", "minimum": 0},
         "p90_ms": _num, "p99_ms": _num, "mean_ms": _num, "throughput_ips": _num,
         "warmup_calls": _int, "warmup_stable": {"type": "boolean"}, "peak_mem_mb": _nullable_num, "memory": _str,
-        "timer": _str, "info": {"type": "object"},
+        "timer": _str, "info": {"type": "object"}, "cpu_median_ms": _nullable_num, "cpu_iqr_ms": _nullable_num,
     },
 }
 

@@ -173,13 +173,14 @@ def render_table(doc: dict[str, Any]) -> str:
         x = sp.get((r["variant"], r["runtime"], r["device"], r["batch"]))
         rows.append([r["runtime"], r["device"], r["batch"], r["threads"], r["variant"], f"{r['median_ms']:.3f}",
                      f"{r['iqr_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", r["n"],
+                     "—" if r.get("cpu_median_ms") is None else f"{r['cpu_median_ms']:.3f}",
                      f"{r['throughput_ips']:.0f}", "—" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.1f}",
                      f"{x['speedup']:.2f}× [{x['ci_low']:.2f}, {x['ci_high']:.2f}]" if x else "ref" if any(
                          y["reference"] == r["variant"] for y in doc["speedups"]) else "—",
                      f"{x['theoretical']:.2f}×" if x and x.get("theoretical") else "—"])
     if rows:
         lines.append(tabulate(rows, headers=["Runtime", "Device", "Batch", "Threads", "Variant", "Median ms", "IQR",
-                                             "p90", "p99", "n", "Images/s", "Peak MB", "Speed-up [CI]", "Theoretical"],
+                                             "p90", "p99", "n", "CPU ms", "Images/s", "Peak MB", "Speed-up [CI]", "Theoretical"],
                               tablefmt="simple"))
     else:
         lines.append("No runtime could run here (see skipped).")
