@@ -71,14 +71,14 @@ class Measurement:
 
 def warm_up(timed: Callable[[], float], cfg: HarnessConfig) -> tuple[int, bool]:
     """Call until two consecutive windows agree (see module docstring); returns (calls, settled)."""
-    times: list[float] = []
+    times = [timed()]   # the first call may build an engine (TensorRT) or search conv algorithms: not on the budget
     t_end = time.perf_counter() + cfg.warmup_max_s
     while True:
-        times.append(timed())
         if len(times) >= cfg.warmup and median_stable(times, cfg.window, cfg.stable_tol):
             return len(times), True
         if len(times) >= cfg.warmup_max or time.perf_counter() > t_end:
             return len(times), False
+        times.append(timed())
 
 
 def run_rounds(calls: dict[str, Callable[[], float]], rounds: int, max_s: float | None = None,
