@@ -13,6 +13,9 @@ import torch.nn as nn
 from prunebench.errors import PrunebenchError
 from prunebench.pruning import l1_norm  # noqa: F401  (registration)
 from prunebench.pruning import network_slimming, soft_filter, sss, weight_level  # noqa: F401  (registration)
+from prunebench.pruning import criteria  # noqa: F401  (registration)
+from prunebench.pruning import thinet  # noqa: F401  (registration)
+from prunebench.pruning import regression  # noqa: F401  (registration)
 from prunebench.pruning.base import Architecture, architecture_of, example_inputs, verify_forward
 from prunebench.pruning.registry import METHODS, Method, Preset, PruneRequest, get_method, register_method
 

@@ -1,0 +1,122 @@
+"""Baselines from torch-pruning's own criteria: random, l2-norm, taylor, lamp, group-norm.
+
+Each is one importance (a small class or a configured torch-pruning one) plugged into the same exact-width slimming as
+``l1-norm``: the width plan comes from ``request.target_widths()`` (a ratio, an explicit plan, or an L1-norm preset's widths —
+the presets are shared so that every criterion can be compared at the paper's architectures), and ``slim_to_widths`` removes
+the lowest-scored channels of each layer, scores taken on the unpruned model. torch-pruning importances score the *root*
+channels of a group (the pruned layer's outputs), aggregating every coupled layer through the group's ``root_idxs``.
+
+- ``random``: uniform scores from a generator seeded by the request's seed — the honest floor every method must beat.
+- ``l2-norm``: the root filter's own L2 norm (``MagnitudeImportance(p=2, group_reduction="first")``), Li et al. with p=2.
+- ``taylor``: Molchanov et al. 2019, |w·∂L/∂w| summed over the group, gradients accumulated over the calibration batches
+  (eval mode, so BN statistics are untouched); needs data.
+- ``lamp``: Lee et al. 2021, LAMP-normalised squared magnitudes averaged over the group. Within one layer LAMP is monotone in
+  magnitude, so at per-layer widths it differs from group L2 only through the group mean; its real use is global allocation.
+- ``group-norm``: DepGraph's group criterion (Fang et al. 2023): squared L2 over the *whole* group — the filter, its BN and
+  the consumer's input slice (``GroupMagnitudeImportance(p=2)``; torch-pruning 1.6.1 has no ``GroupNormImportance``).
+
+Cost (ResNet-56, ratio 0.5, 2-core CPU, measured): see each Method's ``cost``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch_pruning as tp
+
+from prunebench.errors import PrunebenchError
+from prunebench.pruning.base import Importance, slim_to_widths
+from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS
+from prunebench.pruning.registry import Method, PruneRequest, register_method
+
+
+class SeededRandomImportance(tp.importance.RandomImportance):
+    """Uniform random scores from a private generator: the same seed removes the same channels."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, group: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.rand(len(group[0].idxs), generator=self.generator)
+
+
+def l2_importance() -> Importance:
+    return tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None)
+
+
+def lamp_importance() -> Importance:
+    return tp.importance.LAMPImportance(p=2)
+
+
+def group_norm_importance() -> Importance:
+    return tp.importance.GroupMagnitudeImportance(p=2)
+
+
+def taylor_importance() -> Importance:
+    return tp.importance.GroupTaylorImportance()
+
+
+def accumulate_gradients(model: nn.Module, calibration: Any) -> int:
+    """Sum the cross-entropy gradients of every calibration batch into ``.grad`` (eval mode); returns the image count."""
+    if calibration is None:
+        raise PrunebenchError("taylor needs data: pass --data (e.g. imagefolder:PATH or synthetic)")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    seen = 0
+    with torch.enable_grad():
+        for x, y in calibration:
+            x, y = x.to(device), y.to(device)
+            F.cross_entropy(model(x), y, reduction="sum").backward()
+            seen += len(y)
+    model.train(was_training)
+    if not seen:
+        raise PrunebenchError("taylor got no calibration images; pass --data with at least one batch")
+    return seen
+
+
+def _slim(request: PruneRequest, importance: Importance) -> nn.Module:
+    return slim_to_widths(request.model, request.example, request.target_widths(), importance=importance)
+
+
+def prune_random(request: PruneRequest) -> nn.Module:
+    return _slim(request, SeededRandomImportance(request.seed))
+
+
+def prune_l2(request: PruneRequest) -> nn.Module:
+    return _slim(request, l2_importance())
+
+
+def prune_lamp(request: PruneRequest) -> nn.Module:
+    return _slim(request, lamp_importance())
+
+
+def prune_group_norm(request: PruneRequest) -> nn.Module:
+    return _slim(request, group_norm_importance())
+
+
+def prune_taylor(request: PruneRequest) -> nn.Module:
+    accumulate_gradients(request.model, request.calibration)
+    try:
+        return _slim(request, taylor_importance())
+    finally:
+        request.model.zero_grad(set_to_none=True)  # no stale (and mis-shaped) gradients leave this function
+
+
+for _method in (
+    Method("random", prune_random, "random channels per layer (seeded): the floor every criterion must beat", L1_PRESETS,
+           cost="ResNet-56 ratio 0.5: ~0.5 s on the 2-core CPU (DependencyGraph trace + prune)"),
+    Method("l2-norm", prune_l2, "remove the filters with the smallest L2 norm, per layer (torch-pruning magnitude, p=2)",
+           L1_PRESETS, cost="ResNet-56 ratio 0.5: ~0.5 s on the 2-core CPU"),
+    Method("taylor", prune_taylor, "Molchanov et al. 2019: group |w·dL/dw| on calibration batches, per layer", L1_PRESETS,
+           needs_data=True, cost="ResNet-56 ratio 0.5, 256 images: ~2 s on the 2-core CPU (4 forward+backward batches)"),
+    Method("lamp", prune_lamp, "Lee et al. 2021: LAMP-normalised magnitudes over the group, per layer", L1_PRESETS,
+           cost="ResNet-56 ratio 0.5: ~0.5 s on the 2-core CPU"),
+    Method("group-norm", prune_group_norm, "DepGraph (Fang et al. 2023): L2 norm over the whole dependency group, per layer",
+           L1_PRESETS, cost="ResNet-56 ratio 0.5: ~0.5 s on the 2-core CPU"),
+):
+    register_method(_method)
