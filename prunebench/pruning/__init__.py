@@ -12,6 +12,9 @@ import torch.nn as nn
 
 from prunebench.errors import PrunebenchError
 from prunebench.pruning import l1_norm  # noqa: F401  (registration)
+from prunebench.pruning import greedy_forward  # noqa: F401  (registration)
+from prunebench.pruning import fisher  # noqa: F401  (registration)
+from prunebench.pruning import reduced  # noqa: F401  (registration)
 from prunebench.pruning import network_slimming, soft_filter, sss, weight_level  # noqa: F401  (registration)
 from prunebench.pruning import criteria  # noqa: F401  (registration)
 from prunebench.pruning import thinet  # noqa: F401  (registration)

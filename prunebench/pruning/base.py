@@ -151,10 +151,38 @@ def slim_to_widths(
             group = dg.get_pruning_group(layer, _out_pruning_fn(layer), idxs=sorted(idxs.tolist()))
             if not dg.check_pruning_group(group):
                 raise PrunebenchError(f"torch-pruning refused to prune {name} to {targets[name]} channels (would empty a layer)")
+            record_removed(model, group)
             group.prune()
     verify_widths(model, targets)
     verify_forward(model, example)
     return model
+
+
+# Which original output channels survive, per conv/linear layer: the lottery-ticket regime replays exactly these indices on
+# the large model's *initial* weights. Kept on the model object (not in its state_dict) and composed across prunes.
+KEPT_ATTR = "_prunebench_kept"
+
+
+def record_removed(model: nn.Module, group: Any) -> None:
+    """Note, before ``group.prune()``, which output channels of every conv/linear in ``group`` are about to go.
+
+    Methods that prune through their own DependencyGraph groups (not ``slim_to_widths``) call this before each prune so
+    that ``kept_channels`` stays exact."""
+    names = {m: n for n, m in model.named_modules()}
+    kept: dict[str, list[int]] = model.__dict__.setdefault(KEPT_ATTR, {})
+    for dep, idxs in group.items:
+        layer = dep.target.module
+        if not isinstance(layer, (nn.Conv2d, nn.Linear)) or dep.handler != _out_pruning_fn(layer) or layer not in names:
+            continue
+        name = names[layer]
+        current = kept.get(name, list(range(_out_channels(layer))))
+        gone = {int(i) for i in idxs}
+        kept[name] = [orig for i, orig in enumerate(current) if i not in gone]
+
+
+def kept_channels(model: nn.Module) -> dict[str, list[int]]:
+    """{layer: surviving original output-channel indices} for every layer pruned since the model was built."""
+    return {k: list(v) for k, v in getattr(model, KEPT_ATTR, {}).items()}
 
 
 def verify_widths(model: nn.Module, targets: Mapping[str, int]) -> None:

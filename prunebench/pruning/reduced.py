@@ -1,0 +1,66 @@
+"""``reduced``: the same network made uniformly thinner, trained from scratch — Crowley et al. 2018's baseline.
+
+Crowley, Gray & Storkey ("A Closer Look at Structured Pruning for Neural Network Compression", 2018) found that a network
+*reduced* uniformly to the pruned one's parameter or FLOP count and trained from scratch often beats the pruned-and-tuned
+one. This method ignores the weights entirely: every prunable layer keeps round(m·C) of its C channels (at least one), with
+the single multiplier m found by bisection so the model costs what was asked, and the result is re-initialised with the
+model's own init (so "fine-tuning" it would mean nothing: the runner trains `reduced` only in the scratch regimes).
+
+How much (exactly one, as for every method):
+- ``--ratio R``: R is the **cost reduction** (not a channel rate): 0.5 → half the dense MACs (``options["match"] =
+  "params"``: half the parameters);
+- an explicit widths plan (``PruneRequest.widths``, e.g. another method's result): the cost of that plan;
+- in a ``prunebench run`` plan, ``options = {match_macs_of = "<label>"}`` (or ``match_params_of``) on a ``method =
+  "reduced"`` entry makes the runner read that entry's pruned MACs (params) from its prune.json: the comparison at equal
+  cost, shown next to it in the report.
+
+Depth reduction (Crowley's "shallower" variant) is not implemented: widths only.
+
+Cost: ResNet-56 ``--ratio 0.5``: ~3 s on the 2-core CPU (about 15 candidate widths built and counted).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from prunebench.bench import flops
+from prunebench.errors import PrunebenchError
+from prunebench.models import get_model_spec, reinitialize
+from prunebench.pruning.base import prunable_widths, slim_to_widths
+from prunebench.pruning.registry import Method, PruneRequest, register_method
+from prunebench.pruning.scaling import cost_of_widths, solve_multiplier
+
+
+def target_cost(request: PruneRequest, metric: str) -> float:
+    """The MACs / params the reduced model must have."""
+    dense = flops.count(request.model, get_model_spec(request.model_name).input_shape)
+    full = dense.macs if metric == "macs" else dense.params
+    if request.preset is None and request.widths is None and request.ratio is not None:
+        if not 0.0 < request.ratio < 1.0:
+            raise PrunebenchError(f"reduced: --ratio is the {metric} reduction and must be in (0, 1), got {request.ratio}")
+        return (1.0 - request.ratio) * full
+    return float(cost_of_widths(request.model, request.model_name, request.target_widths(), metric))
+
+
+def prune(request: PruneRequest) -> nn.Module:
+    metric = str(request.options.get("match", "macs"))
+    target = target_cost(request, metric)
+    profile = prunable_widths(request.model, request.model_name)
+    sol = solve_multiplier(request.model, request.model_name, profile, target, metric)
+    model = slim_to_widths(request.model, request.example, sol.widths)   # keeps the first channels: weights are ignored
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(request.seed)
+        reinitialize(model)
+    return model
+
+
+METHOD = register_method(
+    Method(
+        "reduced",
+        prune,
+        "Crowley et al. 2018: uniformly thinner network at the same MACs/params (--ratio = cost reduction), from scratch",
+        needs_data=False,
+        cost="ResNet-56 --ratio 0.5: ~3 s on the 2-core CPU (bisection over built-and-counted widths)",
+    )
+)

@@ -1,0 +1,72 @@
+"""reduced (Crowley et al. 2018): uniform width multiplier solved by bisection to a MACs/params target; weights ignored."""
+
+import json
+
+import pytest
+import torch
+
+from prunebench.bench.flops import count
+from prunebench.cli import main
+from prunebench.errors import PrunebenchError
+from prunebench.models import build_model
+from prunebench.pruning import prune_model
+from prunebench.pruning.scaling import scale_widths, solve_multiplier
+
+DENSE20 = [16] * 3 + [32] * 3 + [64] * 3
+
+
+def test_ratio_is_the_macs_reduction_and_widths_are_uniform():
+    m = build_model("resnet20")
+    before = count(m, (3, 32, 32))
+    pruned, arch = prune_model(m, "resnet20", 10, "reduced", ratio=0.5)
+    after = count(pruned, (3, 32, 32))
+    assert abs(after.macs / before.macs - 0.5) < 0.01
+    widths = list(arch.widths.values())
+    mult = widths[0] / 16
+    # one multiplier for every layer (up to rounding)
+    assert all(abs(w - round(mult * c)) <= 1 for w, c in zip(widths, DENSE20))
+
+
+def test_match_params():
+    m = build_model("vgg16")
+    before = count(m, (3, 32, 32))
+    pruned, _ = prune_model(m, "vgg16", 10, "reduced", ratio=0.75, options={"match": "params"})
+    assert abs(count(pruned, (3, 32, 32)).params / before.params - 0.25) < 0.01
+
+
+def test_weights_are_ignored_and_the_result_is_deterministic():
+    a = build_model("resnet20")
+    torch.manual_seed(123)
+    b = build_model("resnet20")               # different weights in
+    pa, _ = prune_model(a, "resnet20", 10, "reduced", ratio=0.3, seed=7)
+    pb, _ = prune_model(b, "resnet20", 10, "reduced", ratio=0.3, seed=7)
+    sa, sb = pa.state_dict(), pb.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)   # same net out: nothing of the input weights survives
+
+
+def test_widths_plan_gives_that_plans_macs():
+    m = build_model("resnet56")
+    l1, arch = prune_model(build_model("resnet56"), "resnet56", 10, "l1-norm", preset="B")
+    target = count(l1, (3, 32, 32)).macs
+    red, rarch = prune_model(m, "resnet56", 10, "reduced", widths=arch.widths)
+    assert abs(count(red, (3, 32, 32)).macs / target - 1) < 0.01
+    assert rarch.widths != arch.widths
+
+
+def test_bisection_clamps_at_the_dense_widths():
+    m = build_model("resnet20")
+    dense = dict(zip([n for n, _ in m.named_modules() if n.endswith("conv1") and "layer" in n], DENSE20))
+    assert scale_widths(dense, dense, 3.0) == dense
+    sol = solve_multiplier(m, "resnet20", {n: max(1, c // 4) for n, c in dense.items()}, 1e12)
+    assert sol.clamped and sol.widths == dense
+
+
+def test_bad_ratio_is_a_clear_error():
+    with pytest.raises(PrunebenchError, match="reduction"):
+        prune_model(build_model("resnet20"), "resnet20", 10, "reduced", ratio=0.0)
+
+
+def test_cli_resnet56_half_macs(capsys):
+    assert main(["prune", "--model", "resnet56", "--method", "reduced", "--ratio", "0.5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["macs"]["reduction"] - 0.5) < 0.01
