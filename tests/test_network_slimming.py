@@ -161,6 +161,29 @@ def test_densenet40_channel_is_removed_only_when_every_consumer_drops_it():
     assert pruned.trans1.bn.num_features == 167 and pruned.dense1[11].bn.num_features == 155
 
 
+def test_the_papers_vgg19_reduction_lies_inside_the_range_the_threshold_can_produce():
+    """At 70 % the MACs reduction depends on where the small γ sit: deep layers first (what sparsity training does) gives
+    the least, shallow layers first the most; the paper's −51.0 % must be reachable in between."""
+    base = flops.count(build_model("vgg19"), (3, 32, 32)).macs
+
+    def reduction(deep_first):
+        torch.manual_seed(0)
+        m = build_model("vgg19")
+        bns = _vgg_bns(m)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for d, bn in enumerate(bns):
+                level = (1.0 - d / len(bns)) if deep_first else (0.01 + d / len(bns))
+                bn.weight.copy_(level + 1e-3 * torch.rand(bn.num_features, generator=g))
+        pruned, arch = prune_model(m, "vgg19", 10, "network-slimming", preset="70%")
+        assert min(arch.widths.values()) >= 1
+        return 1 - flops.count(pruned, (3, 32, 32)).macs / base
+
+    low, high = reduction(True), reduction(False)
+    assert low == pytest.approx(0.404, abs=0.005) and high == pytest.approx(0.947, abs=0.005)
+    assert low < get_method("network-slimming").preset("vgg19", "70%").paper_macs_reduction < high
+
+
 def test_presets_exist_for_the_papers_models():
     method = get_method("network-slimming")
     titles = {(p.model, p.name) for p in method.presets}
