@@ -161,10 +161,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
         for key, note in arch.notes.items():  # e.g. slimming on equal (untrained) γ: every layer at the floor
             if isinstance(note, dict) and note.get("warning"):
                 print(f"  warning ({key}): {note['warning']}")
-        if "nonzero" in result:
-            nzr = result["nonzero"]
-            print(f"  nonzero (masked): MACs {nzr['macs']['after'] / 1e6:.2f}M (−{100 * nzr['macs']['reduction']:.1f} %), "
-                  f"params {nzr['params']['after']} (−{100 * nzr['params']['reduction']:.1f} %); {nzr['note']}")
     return 0
 
 
