@@ -174,3 +174,25 @@ def test_feeder_cache_matches_full_forwards() -> None:
     last = [m for m in vgg.features if isinstance(m, torch.nn.Conv2d)][-1]
     (x,) = next(feeder.inputs(last, [vgg.classifier[0]]))  # consumer outside the chain: full forward
     assert x.shape == (16, 512)
+
+
+def test_refit_weights_survive_save_and_load(tmp_path) -> None:
+    """The consumer's rescaled weights are part of the plain state_dict; a reload computes the same function."""
+    from prunebench.pruning.base import load_pruned, save_pruned
+
+    torch.manual_seed(0)
+    batches = calibration(16)
+    pruned, arch = prune_model(build_model("resnet20"), "resnet20", 10, "thinet", ratio=0.5, calibration=batches)
+    save_pruned(tmp_path, arch, pruned)
+    _, loaded = load_pruned(tmp_path)
+    pruned.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.allclose(pruned(batches[0][0]), loaded(batches[0][0]), atol=1e-6)
+
+
+def test_list_shows_the_new_methods_and_presets(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("thinet", "regression", "random", "l2-norm", "taylor", "lamp", "group-norm", "ThiNet-30",
+                 "VGG-16 ThiNet-Conv", "VGG-16-5x", "ResNet-50-2x", "ResNet-34-B", "vgg16-thinet-gap", "resnet50"):
+        assert word in out, word

@@ -69,8 +69,10 @@ def find_consumers(dg: tp.DependencyGraph, model: nn.Module, layer: nn.Module) -
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
             raise PrunebenchError(f"{names[module]} ({type(module).__name__}) cannot be reconstructed; only Conv2d/Linear")
         in_dim = module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
-        c = found.setdefault(module, Consumer(names[module], module, torch.full((in_dim,), -1, dtype=torch.long)))
-        c.root[torch.as_tensor(item.idxs, dtype=torch.long)] = torch.as_tensor(item.root_idxs, dtype=torch.long)
+        dev = module.weight.device
+        c = found.setdefault(module, Consumer(names[module], module, torch.full((in_dim,), -1, dtype=torch.long, device=dev)))
+        c.root[torch.as_tensor(item.idxs, dtype=torch.long, device=dev)] = torch.as_tensor(item.root_idxs, dtype=torch.long,
+                                                                                              device=dev)
     if not found:
         raise PrunebenchError(f"{names[layer]} feeds no conv or linear layer; there is nothing to reconstruct")
     return list(found.values())
@@ -102,13 +104,14 @@ def sample_positions(module: nn.Module, x: torch.Tensor, per_image: int, gen: to
 
 def patches(module: nn.Module, x: torch.Tensor, pos: Positions) -> torch.Tensor:
     """(m, in_dim·kk) input features behind each sampled output (the im2col rows at the sampled locations)."""
+    image, row, col = (t.to(x.device) for t in (pos.image, pos.row, pos.col))
     if isinstance(module, nn.Linear):
         if x.dim() != 2:
             raise PrunebenchError("reconstruction supports a linear consumer only on a flat (N, features) input")
-        return x[pos.image]
+        return x[image]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = module.kernel_size, module.stride, module.padding, module.dilation
     xp = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1)  # NHWC view: each gather below reads whole channel rows
-    cols = [xp[pos.image, pos.row * sh + a * dh, pos.col * sw + b * dw] for a in range(kh) for b in range(kw)]
+    cols = [xp[image, row * sh + a * dh, col * sw + b * dw] for a in range(kh) for b in range(kw)]
     return torch.stack(cols, dim=2).flatten(1)  # (m, C, kk) -> channel-major features
 
 
@@ -129,7 +132,7 @@ def collect(feeders: Sequence[Feeder], producers: Sequence[nn.Module], consumers
             pos = sample_positions(c.module, inputs[0][k], per_image, gen)
             units[k].append(pos.unit)
             for i, cs in enumerate(consumers):
-                rows[k][i].append(patches(cs[k].module, inputs[i][k], pos).cpu().double())
+                rows[k][i].append(patches(cs[k].module, inputs[i][k], pos).double())  # on the model's device
     for stream in streams:
         next(stream, None)  # let every stream finish (restores train/eval mode)
     if not units[0]:
@@ -145,25 +148,26 @@ def unit_contributions(consumer: Consumer, weight: torch.Tensor, p: torch.Tensor
     """
     froot = consumer.feature_root()
     own = froot >= 0
-    w = weight.double()
+    w, units = weight.double(), units.to(weight.device)
     z, rest = [], []
     for s in range(0, len(p), chunk):
         terms = w[units[s:s + chunk]] * p[s:s + chunk]                           # (m, F)
-        z.append(torch.zeros(len(terms), n_root, dtype=terms.dtype).index_add_(1, froot[own], terms[:, own]))
+        zeros = torch.zeros(len(terms), n_root, dtype=terms.dtype, device=terms.device)
+        z.append(zeros.index_add_(1, froot[own], terms[:, own]))
         rest.append(terms[:, ~own].sum(1))
     return torch.cat(z), torch.cat(rest)
 
 
 def unit_outputs(weight: torch.Tensor, p: torch.Tensor, units: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     """(m,) the sampled output unit of each sample, bias excluded: Σ_f W[unit, f]·P[m, f]."""
-    w = weight.double()
+    w, units = weight.double(), units.to(weight.device)
     return torch.cat([(w[units[s:s + chunk]] * p[s:s + chunk]).sum(1) for s in range(0, len(p), chunk)])
 
 
 def root_aggregator(consumer: Consumer, n_root: int) -> torch.Tensor:
     """(F, n_root) 0/1 matrix summing the consumer's features into the pruned layer's channels."""
     froot = consumer.feature_root()
-    a = torch.zeros(len(froot), n_root, dtype=torch.float64)
+    a = torch.zeros(len(froot), n_root, dtype=torch.float64, device=froot.device)
     own = froot >= 0
     a[torch.nonzero(own).squeeze(1), froot[own]] = 1.0
     return a
@@ -183,7 +187,8 @@ def remove_channels(dg: tp.DependencyGraph, layer: nn.Module, idxs: Iterable[int
 
 def kept_features(consumer: Consumer, removed: torch.Tensor) -> torch.Tensor:
     """Boolean mask over the consumer's current features: True where the input survives removing ``removed``."""
-    gone = torch.isin(consumer.feature_root(), removed)
+    froot = consumer.feature_root()
+    gone = torch.isin(froot, removed.to(froot.device))
     return ~gone
 
 
@@ -199,7 +204,7 @@ def set_weight(consumer: Consumer, flat: torch.Tensor) -> None:
 def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, rel: float = 1e-6) -> torch.Tensor:
     """Solve (gram + εI) x = rhs with ε relative to the mean diagonal (the sample count may be below the unknowns)."""
     eps = rel * float(gram.diagonal().mean().clamp_min(1e-30))
-    eye = torch.eye(len(gram), dtype=gram.dtype)
+    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
     return torch.linalg.solve(gram + eps * eye, rhs)
 
 
