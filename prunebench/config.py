@@ -35,6 +35,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 REGIMES = ("finetune", "scratch-e", "scratch-b")
+# Opt-in regimes (prunebench/regimes_extra.py): "lottery" = original init vs random init at lr 0.1 / 0.01;
+# "scale-family" = the pruned width profile scaled to [scratch] scale_factors × its MACs, each trained from scratch.
+EXTRA_REGIMES = ("lottery", "scale-family")
 
 
 @dataclass
@@ -50,8 +53,15 @@ class PruneSpec:
     def label(self) -> str:
         if self.name:
             return self.name
+        if self.preset is None and self.ratio is None and self.match_of:  # `reduced` matched to another entry
+            return f"{self.method}-match-{self.match_of}"
         amount = f"{self.preset}" if self.preset is not None else f"r{self.ratio:g}"
         return f"{self.method}-{amount}" + (f"-round{self.round_to}" if self.round_to else "")
+
+    @property
+    def match_of(self) -> str | None:
+        """The label a `reduced` entry matches in cost (options match_macs_of / match_params_of), if any."""
+        return self.options.get("match_macs_of") or self.options.get("match_params_of") or None
 
 
 @dataclass
@@ -63,6 +73,7 @@ class FinetuneConfig:
 @dataclass
 class ScratchConfig:
     b_max_epochs: int | None = None   # cap on Scratch-B epochs (the paper caps only ImageNet)
+    scale_factors: tuple[float, ...] = (0.5, 0.75, 1.25)   # regime scale-family: members at these × the pruned MACs
 
 
 @dataclass
@@ -97,13 +108,20 @@ class ExperimentConfig:
         from prunebench.pruning import METHODS
 
         MODELS.get(self.model)
-        bad = [r for r in self.regimes if r not in REGIMES]
+        bad = [r for r in self.regimes if r not in REGIMES + EXTRA_REGIMES]
         if bad:
-            raise PrunebenchError(f"unknown regime {bad[0]!r}; choose from {', '.join(REGIMES)}")
+            raise PrunebenchError(f"unknown regime {bad[0]!r}; choose from {', '.join(REGIMES + EXTRA_REGIMES)}")
         if not self.prune:
             raise PrunebenchError("the plan has no [[prune]] entry; add one (e.g. method = \"l1-norm\", ratio = 0.5)")
         for p in self.prune:
             METHODS.get(p.method)
+            if p.match_of is not None:  # `reduced` at another entry's cost: that entry must come first
+                earlier = [q.label for q in self.prune[:self.prune.index(p)]]
+                if p.method != "reduced" or p.match_of not in earlier or p.preset is not None or p.ratio is not None:
+                    raise PrunebenchError(f"[[prune]] {p.method}: match_macs_of/match_params_of is for method = "
+                                          f"\"reduced\" without preset/ratio, naming an earlier entry's label "
+                                          f"(earlier: {', '.join(earlier) or 'none'})")
+                continue
             if (p.preset is None) == (p.ratio is None):
                 raise PrunebenchError(f"[[prune]] {p.method}: give exactly one of preset or ratio")
         labels = [p.label for p in self.prune]

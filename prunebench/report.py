@@ -18,6 +18,14 @@ Schema ``prunebench.results/1``::
 
 Accuracy is the **final-epoch** test top-1 (primary); ``best_top1`` (best over epochs, as the paper's code reported) is
 kept separately and labelled as such.
+
+``regime`` is one of baseline | finetune | scratch-e | scratch-b, plus, when the plan lists the opt-in regimes
+(prunebench/regimes_extra.py): ``lottery`` → lottery-lr0.1, lottery-lr0.01 (original init of the large model, replayed
+prune) and random-init-lr0.01 (Scratch-E's fresh init at lr 0.01), whose ``training.budget`` is {"init", "lr"};
+``scale-family`` → scale-<f>x (the pruned width profile scaled to f × its MACs, trained from scratch), whose
+``training.budget`` is {"rule", "factor", "target_macs", "macs", "rel_error", "multiplier", "clamped"}. A ``reduced``
+[[prune]] entry (Crowley et al.'s uniformly thinner net) has no finetune variant; its ``prune.options`` may name the entry
+it matches (match_macs_of / match_params_of). All additions to schema 1 are additive.
 """
 
 from __future__ import annotations
@@ -39,7 +47,9 @@ if TYPE_CHECKING:
 SCHEMA = "prunebench.results/1"
 COUNTING_RULE = "MACs of Conv and Linear layers for one image (torch FlopCounterMode / 2); BN, activations, pooling and " \
                 "shortcuts not counted"
-REGIME_TITLES = {"baseline": "Baseline", "finetune": "Fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B"}
+REGIME_TITLES = {"baseline": "Baseline", "finetune": "Fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B",
+                 "lottery-lr0.1": "Lottery init, lr 0.1", "lottery-lr0.01": "Lottery init, lr 0.01",
+                 "random-init-lr0.01": "Random init, lr 0.01"}   # scale-<f>x variants are titled by their name
 
 
 def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +115,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
     vs = results["variants"]
     base = [v for v in vs if v["regime"] == "baseline"]
-    labels = list(dict.fromkeys(v["prune"]["label"] for v in vs if v["prune"]))
+    labels = _order_labels(list(dict.fromkeys(v["prune"]["label"] for v in vs if v["prune"])), vs)
     lines = [
         f"# prunebench report: {cfg['model']} on {cfg['data']}",
         "",
@@ -133,6 +143,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         rows.append(row)
     lines += [tabulate(rows, headers=["Pruned model", "Baseline", "Fine-tuned", "Scratch-E", "Scratch-B",
                                       "Scratch-B epochs"], tablefmt="github"), ""]
+    lines += _reduced_note(vs, labels) + _lottery_section(vs, labels) + _scale_family_section(vs, labels)
     best_rows = []
     for v in vs:
         best_rows.append([v["id"], f"{v['accuracy']['top1']:.2f}", f"{v['accuracy']['best_top1']:.2f} "
@@ -146,7 +157,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     size_rows = []
     b0 = base[0] if base else None
     for label in labels:
-        v = next(v for v in vs if v["prune"] and v["prune"]["label"] == label)
+        v = next(v for v in vs if v["prune"] and v["prune"]["label"] == label and not _is_scale(v))
         size_rows.append([label, f"{v['params'] / 1e6:.3f}M", f"{_reduction(b0, v, 'params')}",
                           f"{v['macs'] / 1e6:.1f}M", f"{_reduction(b0, v, 'macs')}",
                           f"{b0['macs'] / v['macs']:.2f}×" if b0 else "—", f"{v['file_bytes'] / 1e6:.2f} MB",
@@ -162,6 +173,80 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results["skipped"]:
         lines += ["## Skipped", ""] + [f"- {_skip_text(s)}" for s in results["skipped"]] + [""]
     return "\n".join(lines)
+
+
+def _is_scale(v: dict[str, Any]) -> bool:
+    return v["regime"].startswith("scale-")
+
+
+def _order_labels(labels: list[str], vs: list[dict[str, Any]]) -> list[str]:
+    """A `reduced` entry matched to another entry's cost is listed right after that entry."""
+    match = {}
+    for v in vs:
+        p = v["prune"]
+        if p and p["method"] == "reduced":
+            target = (p.get("options") or {}).get("match_macs_of") or (p.get("options") or {}).get("match_params_of")
+            if target in labels:
+                match[p["label"]] = target
+    out = [label for label in labels if label not in match]
+    for label, target in match.items():
+        out.insert(out.index(target) + 1 + sum(1 for x in out if match.get(x) == target), label)
+    return out
+
+
+def _acc(vs: list[dict[str, Any]], label: str, regime: str) -> str:
+    return _mean_std([v["accuracy"]["top1"] for v in vs if v["prune"] and v["prune"]["label"] == label
+                      and v["regime"] == regime])
+
+
+def _reduced_note(vs: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    out = []
+    for label in labels:
+        v = next((v for v in vs if v["prune"] and v["prune"]["label"] == label), None)
+        if v and v["prune"]["method"] == "reduced":
+            opts = v["prune"].get("options") or {}
+            what = (f"at the {'params' if opts.get('match_params_of') else 'MACs'} of "
+                    f"{opts.get('match_macs_of') or opts.get('match_params_of')}" if opts.get("match_macs_of")
+                    or opts.get("match_params_of") else "at its ratio's cost")
+            out.append(f"- **{label}**: Crowley et al.'s *reduced* baseline, the dense network uniformly thinner {what}, "
+                       "trained only from scratch (no fine-tuning column).")
+    return out + [""] if out else []
+
+
+def _lottery_section(vs: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Liu et al. 2019 §6: the pruned architecture from the large model's original init vs a random init."""
+    rows = []
+    for label in labels:
+        if not any(v["prune"] and v["prune"]["label"] == label and v["regime"].startswith("lottery-") for v in vs):
+            continue
+        rows.append([label, _acc(vs, label, "lottery-lr0.1"), _acc(vs, label, "scratch-e"),
+                     _acc(vs, label, "lottery-lr0.01"), _acc(vs, label, "random-init-lr0.01")])
+    if not rows:
+        return []
+    return ["## Lottery ticket vs random initialisation (top-1 %, final epoch)", "",
+            "Original init = the large model's initial weights of the surviving channels (weight-level: × mask), "
+            "replayed from the prune; random init at lr 0.1 is Scratch-E. Same recipe otherwise.", "",
+            tabulate(rows, headers=["Pruned model", "Original init, lr 0.1", "Random init, lr 0.1 (Scratch-E)",
+                                    "Original init, lr 0.01", "Random init, lr 0.01"], tablefmt="github"), ""]
+
+
+def _scale_family_section(vs: list[dict[str, Any]], labels: list[str]) -> list[str]:
+    """Crowley et al. 2018: the pruned width profile rescaled to other budgets, each trained from scratch."""
+    rows = []
+    for label in labels:
+        members = [v for v in vs if v["prune"] and v["prune"]["label"] == label and _is_scale(v)]
+        for regime in dict.fromkeys(v["regime"] for v in members):
+            group = [v for v in members if v["regime"] == regime]
+            b = group[0]["training"]["budget"] or {}
+            rows.append([label, f"{b.get('factor', '?')}×", f"{b.get('target_macs', 0) / 1e6:.2f}M",
+                         f"{group[0]['macs'] / 1e6:.2f}M", f"{100 * b.get('rel_error', 0):.1f} %"
+                         + (" (clamped)" if b.get("clamped") else ""), f"{group[0]['params'] / 1e6:.3f}M",
+                         _mean_std([v["accuracy"]["top1"] for v in group])])
+    if not rows:
+        return []
+    return ["## Scale family (pruned profile rescaled, trained from scratch; top-1 %, final epoch)", "",
+            tabulate(rows, headers=["Pruned model", "Factor", "Target MACs", "MACs", "Off target", "Params", "Top-1"],
+                     tablefmt="github"), ""]
 
 
 def _alignment_text(v: dict[str, Any]) -> str:
@@ -260,12 +345,13 @@ def plot_pareto(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = {"baseline": "*", "finetune": "o", "scratch-e": "s", "scratch-b": "^"}
     for v in vs:
-        label = REGIME_TITLES[v["regime"]] + (f" ({v['prune']['label']})" if v["prune"] else "")
-        axes[0].scatter(v["macs"] / 1e6, v["accuracy"]["top1"], marker=markers[v["regime"]], s=60, label=label)
+        title = REGIME_TITLES.get(v["regime"], v["regime"])   # extra regimes: lottery-*, random-init-*, scale-*
+        label = title + (f" ({v['prune']['label']})" if v["prune"] else "")
+        axes[0].scatter(v["macs"] / 1e6, v["accuracy"]["top1"], marker=markers.get(v["regime"], "x"), s=60, label=label)
         lat = next((r for r in v["latency"] if r["runtime"] == "onnxruntime" and r["device"] == "cpu" and r["batch"] == 1),
                    None)
         if lat:
-            axes[1].scatter(lat["median_ms"], v["accuracy"]["top1"], marker=markers[v["regime"]], s=60)
+            axes[1].scatter(lat["median_ms"], v["accuracy"]["top1"], marker=markers.get(v["regime"], "x"), s=60)
     axes[0].set_xlabel("MACs (M)")
     axes[1].set_xlabel("ONNX Runtime CPU latency, batch 1 (median ms)")
     for ax in axes:

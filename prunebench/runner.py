@@ -10,7 +10,9 @@ Layout of ``DIR``::
 
     config.json                      the resolved plan
     seed0/baseline/                  init.pt (initial weights, for lottery-ticket runs), model.pt, arch.json, train.json
-    seed0/<label>/pruned/            model.pt, arch.json, prune.json
+    seed0/<label>/pruned/            model.pt, arch.json, prune.json, kept.json (surviving channel indices)
+    seed0/<label>/lottery-lr0.1/ …   extra regimes (regimes_extra.py): lottery-lr0.1, lottery-lr0.01, random-init-lr0.01,
+                                     scale-0.5x, scale-0.75x, scale-1.25x
     seed0/<label>/<regime>/          model.pt, arch.json, train.json
     seed0/<variant dir>/model.onnx   + measure.json (counts, ONNX checks, accuracies)
     seed0/latency.json               all variants of the seed, measured interleaved
@@ -41,6 +43,7 @@ from prunebench.io import load_state, read_json, save_state, write_json
 from prunebench.models import build_model, reinitialize
 from prunebench.pruning import get_method, prune_model
 from prunebench.pruning.base import architecture_of, load_pruned, save_pruned
+from prunebench.regimes_extra import EXTRA_REGIMES, SCRATCH_ONLY_METHODS, match_label, run_extra_regime, save_kept
 from prunebench.report import write_report
 from prunebench.training import TrainConfig, evaluate, finetune_config, scratch_b_epochs, train
 
@@ -125,6 +128,11 @@ class Runner:
                     self.sparse_train(seed, spec, base_dir, source)
                 self.prune(seed, spec, source, pdir / "pruned")
                 for regime in self.cfg.regimes:
+                    if regime in EXTRA_REGIMES:  # lottery / scale-family: several variants each (regimes_extra.py)
+                        variants += run_extra_regime(self, regime, seed, spec, base_dir, pdir)
+                        continue
+                    if regime == "finetune" and spec.method in SCRATCH_ONLY_METHODS:
+                        continue  # `reduced` has no inherited weights to fine-tune
                     self.train_regime(seed, spec, regime, base_dir, pdir)
                     variants.append(Variant(seed, regime, pdir / regime, spec))
         if dist.is_main():
@@ -191,10 +199,14 @@ class Runner:
         shape = self.data.input_shape
         before = flops.count(model, shape)
         calibration = _calibration(self.data) if get_method(spec.method).needs_data else None
+        ratio, options, matched = spec.ratio, dict(spec.options), {}
+        if spec.method == "reduced" and match_label(spec):  # the other entry's pruned MACs/params as the target
+            ratio, options, matched = self._matched_target(seed, spec, before)
+        source_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         t0 = time.perf_counter()
         pruned, parch = prune_model(model, arch.model, arch.num_classes, spec.method, preset=spec.preset,
-                                    ratio=spec.ratio, round_to=spec.round_to, calibration=calibration, seed=seed,
-                                    options=dict(spec.options))
+                                    ratio=ratio, round_to=spec.round_to, calibration=calibration, seed=seed,
+                                    options=options)
         seconds = time.perf_counter() - t0
         after = flops.count(pruned, shape)
         nonzero = {} if get_method(spec.method).structured else {  # masks: dense shapes, count what survives
@@ -203,13 +215,27 @@ class Runner:
                  f"(−{100 * (1 - after.macs / before.macs):.1f} %), params {before.params} → {after.params}")
         if dist.is_main():
             save_pruned(d, parch, pruned)
+            save_kept(d, pruned, source_state, parch)  # kept.json: which original channels survive (lottery replay)
             if nonzero:  # the unstructured mask, re-applied by the method's regime hooks
                 from prunebench.pruning.weight_masks import save_masks
 
                 save_masks(d, pruned)
             write_json(d / "prune.json", {"spec": _asdict(spec), "seconds": round(seconds, 3),
                                           "before": before.to_dict(), "after": after.to_dict(), "widths": parch.widths,
-                                          **nonzero})
+                                          **nonzero, **matched})
+
+    def _matched_target(self, seed: int, spec: PruneSpec, before: Any) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """(ratio, options, record) making `reduced` match another entry's pruned MACs (or params)."""
+        label, metric = match_label(spec)
+        rec_path = self.out / f"seed{seed}" / label / "pruned" / "prune.json"
+        if not rec_path.exists():
+            raise PrunebenchError(f"[[prune]] {spec.label}: {label!r} has not been pruned; list it before this entry")
+        rec = read_json(rec_path)
+        other = rec.get("after_nonzero", rec["after"])  # a masked (unstructured) entry: what survives its mask
+        ratio = 1.0 - other[metric] / getattr(before, metric)
+        options = {k: v for k, v in spec.options.items() if k not in ("match_macs_of", "match_params_of")}
+        return ratio, {**options, "match": metric}, {"matched": {"label": label, "metric": metric,
+                                                                 "target": other[metric]}}
 
     def train_regime(self, seed: int, spec: PruneSpec, regime: str, base_dir: Path, pdir: Path) -> None:
         d = pdir / regime
