@@ -139,6 +139,9 @@ def prune(request: PruneRequest) -> nn.Module:
         model.train(was_training)
     if per_layer:
         verify_widths(model, targets)
+    request.notes["fisher"] = {"steps": step, "removed_channels": removals,
+                               "mode": "per-layer widths" if per_layer else "global, until the target plan's MACs",
+                               "target_macs": target_macs, "options": {k: o[k] for k in DEFAULTS}}
     return model
 
 

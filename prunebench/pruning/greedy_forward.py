@@ -105,6 +105,7 @@ def select_channels(request: PruneRequest) -> dict[str, list[int]]:
     gen = torch.Generator().manual_seed(request.seed)
     chunk = int(o["chunk"] or max(1, 512 // batches[0][1].numel()))
     selected: dict[str, list[int]] = {}
+    stopped_by_tolerance: list[str] = []
     step = 0
     was_training = model.training
     model.eval()
@@ -131,12 +132,16 @@ def select_channels(request: PruneRequest) -> dict[str, list[int]]:
                 mask[best] = 1.0
                 site.mask = mask
                 if _accuracy(ev, caches, batches) >= o["tolerance"] * full:
+                    stopped_by_tolerance.append(name)
                     break
             site.mask = mask
             selected[name] = chosen
             if n + 1 < len(names):
                 _finetune(model, batches, int(o["ft_steps"]), float(o["ft_lr"]), float(o["ft_weight_decay"]), step)
     model.train(was_training)
+    request.notes["greedy_forward"] = {
+        "selection_steps": step, "layers": len(names), "stopped_by_tolerance": len(stopped_by_tolerance),
+        "at_width_bound": len(names) - len(stopped_by_tolerance), "options": {k: o[k] for k in DEFAULTS if k != "chunk"}}
     return selected
 
 
