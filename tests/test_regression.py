@@ -106,10 +106,10 @@ def test_regression_runs_on_resnet50_bottlenecks() -> None:
     """The real algorithm through a Bottleneck (3×3 then 1×1 consumer) with one 224×224 image."""
     torch.manual_seed(0)
     batches = [(torch.randn(1, 3, 224, 224), torch.tensor([1]))]
-    plan = {"layer1.0.conv1": 40, "layer1.0.conv2": 30, "layer4.2.conv2": 300}
+    plan = {"layer1.0.conv1": 40, "layer1.0.conv2": 30}
     pruned, arch = prune_model(build_model("resnet50", 1000), "resnet50", 1000, "regression", widths=plan,
                                calibration=batches, options={"samples_per_image": 40})
-    assert arch.widths["layer1.0.conv2"] == 30 and pruned.layer4[2].conv3.in_channels == 300
+    assert arch.widths["layer1.0.conv2"] == 30 and pruned.layer1[0].conv3.in_channels == 30
 
 
 def test_cli_resnet20(capsys) -> None:

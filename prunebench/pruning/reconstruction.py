@@ -55,6 +55,14 @@ def out_channels(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
+def removal_count(name: str, layer: nn.Module, width: int) -> int:
+    """How many output channels of ``layer`` go to reach ``width`` (a user error if it cannot)."""
+    current = out_channels(layer)
+    if width > current or width < 1:
+        raise PrunebenchError(f"layer {name} has {current} channels; cannot make it {width} wide")
+    return current - width
+
+
 def find_consumers(dg: tp.DependencyGraph, model: nn.Module, layer: nn.Module) -> list[Consumer]:
     """The convs/linears whose inputs are ``layer``'s output channels, with the channel each input comes from."""
     names = {m: n for n, m in model.named_modules()}

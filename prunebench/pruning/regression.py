@@ -48,6 +48,7 @@ from prunebench.pruning.reconstruction import (
     find_consumers,
     kept_features,
     out_channels,
+    removal_count,
     remove_channels,
     ridge_solve,
     root_aggregator,
@@ -165,7 +166,7 @@ def prune(request: PruneRequest) -> nn.Module:
     for name in layer_order(model, list(targets)):
         layer = modules[name]
         n = out_channels(layer)
-        if targets[name] >= n:
+        if not removal_count(name, layer, targets[name]):
             continue
         consumers = find_consumers(dg, model, layer)
         consumers0 = consumers
