@@ -63,6 +63,7 @@ def test_bench_two_onnx_files_json_validates_and_reports_skips(variants, capsys)
     sp = [s for s in doc["speedups"] if s["batch"] == 1]
     assert len(sp) == 1 and sp[0]["variant"] == "slim" and sp[0]["reference"] == "dense"
     assert sp[0]["ci_low"] <= sp[0]["speedup"] <= sp[0]["ci_high"]
+    assert sp[0]["cpu_ci_low"] <= sp[0]["cpu_speedup"] <= sp[0]["cpu_ci_high"]
     macs = {v["id"]: v["macs"] for v in doc["variants"]}
     assert macs == {"dense": flops.count(variants["dense"], (3, 32, 32)).macs,
                     "slim": flops.count(variants["slim"], (3, 32, 32)).macs}

@@ -93,6 +93,17 @@ def test_rounds_are_interleaved():
     assert {k: len(v) for k, v in samples.items()} == {"A": 4, "B": 4, "C": 4}
 
 
+def test_shuffled_rounds_still_hold_every_variant_once_per_round():
+    order = []
+    calls = {k: (lambda k=k: order.append(k) or 0.001) for k in "ABC"}
+    cpu = {}
+    samples = run_rounds(calls, rounds=20, cpu=cpu, shuffle_seed=0)
+    rounds = [order[i:i + 3] for i in range(3, len(order), 3)]          # after the priming round
+    assert all(sorted(r) == list("ABC") for r in rounds) and len(rounds) == 20
+    assert len({tuple(r) for r in rounds}) > 1                           # the order does change
+    assert {k: len(v) for k, v in cpu.items()} == {"A": 20, "B": 20, "C": 20} == {k: len(v) for k, v in samples.items()}
+
+
 def test_repeats_scale_down_for_large_batches_but_never_below_ten():
     assert repeats_for(1, 50) == 50 and repeats_for(64, 50) == 10 and repeats_for(16, 50) == 25
 

@@ -6,9 +6,9 @@ For each (device, batch, runtime) cell:
 2. each variant is warmed up until the median of its last ``window`` calls is within ``stable_tol`` of the window before
    (at least ``warmup`` calls, at most ``warmup_max`` calls or ``warmup_max_s`` seconds; whether it settled is recorded),
    with peak memory tracked over build + warm-up;
-3. one un-recorded priming round, then ``repeats`` rounds A B C A B C …, one timed call per variant per round, so that
-   machine drift (thermal, frequency, a neighbour's job) lands on every variant alike; a round budget (``max_cell_s``)
-   may stop early, but never below ``MIN_ROUNDS``;
+3. one un-recorded priming round, then ``repeats`` rounds A B C | C A B | B C A …, one timed call per variant per round
+   (order inside a round a seeded random permutation), so that machine drift (thermal, frequency, a neighbour's job)
+   lands on every variant alike; a round budget (``max_cell_s``) may stop early, but never below ``MIN_ROUNDS``;
 4. per-call samples are summarised (median, IQR, p90, p99, mean, n, images/s) and each variant's speed-up over its
    reference is a ratio of medians with a paired bootstrap CI over rounds. On CPU the process CPU time of each call is
    summarised too (``cpu_median_ms``): it does not grow when a neighbour steals the core, so on a shared machine it is the
@@ -55,6 +55,7 @@ class HarnessConfig:
     level: float = DEFAULT_LEVEL
     seed: int = 0
     scale_repeats: bool = True         # fewer rounds for large batches (each call is long)
+    shuffle_rounds: bool = True        # a seeded random order inside each round (see run_rounds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,8 +83,11 @@ def warm_up(timed: Callable[[], float], cfg: HarnessConfig) -> tuple[int, bool]:
 
 
 def run_rounds(calls: dict[str, Callable[[], float]], rounds: int, max_s: float | None = None,
-               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
-    """Interleaved rounds: one timed call per variant per round, variants in a fixed order.
+               cpu: dict[str, list[float]] | None = None, shuffle_seed: int | None = None) -> dict[str, list[float]]:
+    """Interleaved rounds: one timed call per variant per round.
+
+    With ``shuffle_seed`` the order inside each round is a fresh (seeded) permutation: a disturbance whose period
+    matches the round length (a neighbour's batch loop, a timer tick) would otherwise always hit the same variant.
 
     ``cpu``, if given, receives each call's process CPU time (``time.process_time``, all threads): unlike wall time it
     does not grow when another process takes the core, so on a shared machine it shows the work a call does.
@@ -93,9 +97,13 @@ def run_rounds(calls: dict[str, Callable[[], float]], rounds: int, max_s: float 
     samples: dict[str, list[float]] = {k: [] for k in calls}
     if cpu is not None:
         cpu.update({k: [] for k in calls})
+    names = list(calls)
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     t0 = time.perf_counter()
     for i in range(rounds):
-        for name, timed in calls.items():
+        order = [names[j] for j in rng.permutation(len(names))] if rng is not None else names
+        for name in order:
+            timed = calls[name]
             c0 = time.process_time()
             samples[name].append(timed())
             if cpu is not None:
@@ -186,7 +194,8 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
             return
         rounds = repeats_for(batch, cfg.repeats) if cfg.scale_repeats else cfg.repeats
         cpu: dict[str, list[float]] = {}
-        samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s, cpu)
+        samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s, cpu,
+                             cfg.seed if cfg.shuffle_rounds else None)
     finally:
         for p in prepared.values():
             p.close()
@@ -205,8 +214,18 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
             out.speedups.append({"variant": key, "reference": ref, "runtime": runtime, "device": device, "batch": batch,
                                  "threads": cfg.threads, "speedup": round(ci.ratio, 4), "ci_low": round(ci.low, 4),
                                  "ci_high": round(ci.high, 4), "ci_level": ci.level, "n_boot": ci.n_boot,
-                                 "paired": ci.paired, **_theoretical(targets, key, ref, ci.ratio)})
+                                 "paired": ci.paired, **_theoretical(targets, key, ref, ci.ratio),
+                                 **_cpu_speedup(cpu, key, ref, device, cfg)})
     log(f"{runtime}/{device} batch {batch}: " + ", ".join(f"{k} {stats[k].median_ms:.3f} ms" for k in stats))
+
+
+def _cpu_speedup(cpu: dict[str, list[float]], key: str, ref: str, device: str, cfg: HarnessConfig) -> dict[str, Any]:
+    """The same ratio on per-call CPU time (CPU rows only): on a shared machine the wall-clock median can jump between
+    "core ours" and "core shared" modes, the CPU time much less (docs/latency.md, reports/latency-repeatability.md)."""
+    if device != "cpu" or not cpu.get(key) or not cpu.get(ref):
+        return {"cpu_speedup": None, "cpu_ci_low": None, "cpu_ci_high": None}
+    ci = bootstrap_ratio(cpu[ref], cpu[key], cfg.n_boot, cfg.level, cfg.seed)
+    return {"cpu_speedup": round(ci.ratio, 4), "cpu_ci_low": round(ci.low, 4), "cpu_ci_high": round(ci.high, 4)}
 
 
 def _theoretical(targets: Sequence[Target], key: str, ref: str, speedup: float) -> dict[str, Any]:

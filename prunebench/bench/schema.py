@@ -39,6 +39,7 @@ SPEEDUP = {
         "variant": _str, "reference": _str, "runtime": _str, "device": _str, "batch": _int, "threads": _int,
         "speedup": _num, "ci_low": _num, "ci_high": _num, "ci_level": _num, "n_boot": _int, "paired": {"type": "boolean"},
         "theoretical": _nullable_num, "efficiency": _nullable_num,
+        "cpu_speedup": _nullable_num, "cpu_ci_low": _nullable_num, "cpu_ci_high": _nullable_num,
     },
 }
 

@@ -177,10 +177,12 @@ def render_table(doc: dict[str, Any]) -> str:
                      f"{r['throughput_ips']:.0f}", "—" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.1f}",
                      f"{x['speedup']:.2f}× [{x['ci_low']:.2f}, {x['ci_high']:.2f}]" if x else "ref" if any(
                          y["reference"] == r["variant"] for y in doc["speedups"]) else "—",
-                     f"{x['theoretical']:.2f}×" if x and x.get("theoretical") else "—"])
+                     f"{x['theoretical']:.2f}×" if x and x.get("theoretical") else "—",
+                     f"{x['cpu_speedup']:.2f}×" if x and x.get("cpu_speedup") else "—"])
     if rows:
         lines.append(tabulate(rows, headers=["Runtime", "Device", "Batch", "Threads", "Variant", "Median ms", "IQR",
-                                             "p90", "p99", "n", "CPU ms", "Images/s", "Peak MB", "Speed-up [CI]", "Theoretical"],
+                                             "p90", "p99", "n", "CPU ms", "Images/s", "Peak MB", "Speed-up [CI]", "Theoretical",
+                                             "CPU-time speed-up"],
                               tablefmt="simple"))
     else:
         lines.append("No runtime could run here (see skipped).")
