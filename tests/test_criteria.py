@@ -118,6 +118,9 @@ def test_runs_from_the_cli(method: str, model: str, capsys) -> None:
         argv += ["--data", "synthetic", "--calibration-samples", "64"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
+    if method == "lamp":  # global allocation: the uniform plan's channel budget, spread by LAMP score
+        assert sum(out["widths"].values()) == 8 * 3 + 16 * 3 + 32 * 3 and out["macs"]["reduction"] > 0.2
+        return
     assert out["macs"]["reduction"] == pytest.approx(0.498 if model == "resnet56" else 0.493, abs=0.005)
     assert out["widths"]["layer1.0.conv1"] == 8
 
@@ -127,3 +130,20 @@ def test_taylor_leaves_no_gradients() -> None:
     pruned, _ = _prune(model, "taylor", {LAYER: 8})
     assert all(p.grad is None for p in pruned.parameters())
     assert count(pruned, (3, 32, 32)).macs < count(build_model("resnet20"), (3, 32, 32)).macs
+
+
+def test_lamp_equals_group_norm_at_fixed_widths_and_allocates_globally() -> None:
+    """A layer whose channels are all dwarfed by one gets tiny LAMP scores: global LAMP takes the whole budget there."""
+    torch.manual_seed(0)
+    model = build_model("resnet20")
+    block = model.layer1[0]
+    with torch.no_grad():
+        block.conv1.weight[0] *= 100
+        block.bn1.weight[0] *= 100
+        block.conv2.weight[:, 0] *= 100
+    plan = {"layer1.0.conv1": 12, "layer1.1.conv1": 12}
+    fixed_lamp = _prune(build_copy(model), "lamp", plan)[0]
+    fixed_gn = _prune(build_copy(model), "group-norm", plan)[0]
+    assert all(torch.equal(v, fixed_gn.state_dict()[k]) for k, v in fixed_lamp.state_dict().items())
+    _, arch = prune_model(build_copy(model), "resnet20", 10, "lamp", widths=plan, options={"allocation": "global"})
+    assert arch.widths["layer1.0.conv1"] == 8 and arch.widths["layer1.1.conv1"] == 16

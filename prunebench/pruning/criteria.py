@@ -10,8 +10,12 @@ channels of a group (the pruned layer's outputs), aggregating every coupled laye
 - ``l2-norm``: the root filter's own L2 norm (``MagnitudeImportance(p=2, group_reduction="first")``), Li et al. with p=2.
 - ``taylor``: Molchanov et al. 2019, |w·∂L/∂w| summed over the group, gradients accumulated over the calibration batches
   (eval mode, so BN statistics are untouched); needs data.
-- ``lamp``: Lee et al. 2021, LAMP-normalised squared magnitudes averaged over the group. Within one layer LAMP is monotone in
-  magnitude, so at per-layer widths it differs from group L2 only through the group mean; its real use is global allocation.
+- ``lamp``: Lee et al. 2021, LAMP-normalised squared magnitudes averaged over the group. LAMP is a monotone transform within
+  a layer, so at fixed per-layer widths it removes *exactly* the channels ``group-norm`` removes (checked on ResNet-56).
+  Its point is the allocation across layers: LAMP scores are comparable between layers, so with ``--ratio`` (option
+  ``allocation="global"``, the default there) the same total number of channels as the uniform plan is removed where the
+  scores are globally lowest (each layer keeps at least one channel); MACs then differ from the uniform plan's. With a
+  preset or an explicit widths plan the widths are kept (``allocation="layer"``).
 - ``group-norm``: DepGraph's group criterion (Fang et al. 2023): squared L2 over the *whole* group — the filter, its BN and
   the consumer's input slice (``GroupMagnitudeImportance(p=2)``; torch-pruning 1.6.1 has no ``GroupNormImportance``).
 
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 
 from prunebench.errors import PrunebenchError
-from prunebench.pruning.base import Importance, slim_to_widths
+from prunebench.pruning.base import Importance, prunable_widths, round_widths, slim_to_widths
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 
@@ -96,8 +100,42 @@ def prune_l2(request: PruneRequest) -> nn.Module:
     return _slim(request, l2_importance())
 
 
+def lamp_global_widths(model: nn.Module, example: torch.Tensor, targets: dict[str, int]) -> dict[str, int]:
+    """Remove Σ(current − target) channels where the LAMP scores are globally lowest, at least one kept per layer."""
+    modules = dict(model.named_modules())
+    imp = lamp_importance()
+    with torch.enable_grad():
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        scores = {}
+        for name in targets:
+            layer = modules[name]
+            fn = tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
+            n = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+            scores[name] = imp(dg.get_pruning_group(layer, fn, idxs=list(range(n)))).detach().flatten().float().cpu()
+    current = {name: len(s) for name, s in scores.items()}
+    budget = sum(current[n] - w for n, w in targets.items())
+    flat = [(float(v), i, name) for i, name in enumerate(scores) for v in scores[name]]
+    flat.sort(key=lambda t: (t[0], t[1]))                  # ties: earlier layer first (deterministic)
+    widths = dict(current)
+    for _, _, name in flat:
+        if budget == 0:
+            break
+        if widths[name] > 1:
+            widths[name] -= 1
+            budget -= 1
+    return widths
+
+
 def prune_lamp(request: PruneRequest) -> nn.Module:
-    return _slim(request, lamp_importance())
+    targets = request.target_widths()
+    default = "global" if request.preset is None and request.widths is None else "layer"
+    allocation = request.options.get("allocation", default)
+    if allocation not in ("global", "layer"):
+        raise PrunebenchError(f"lamp option allocation must be 'global' or 'layer', got {allocation!r}")
+    if allocation == "global":
+        original = prunable_widths(request.model, request.model_name)
+        targets = round_widths(lamp_global_widths(request.model, request.example, targets), request.round_to, original)
+    return slim_to_widths(request.model, request.example, targets, importance=lamp_importance())
 
 
 def prune_group_norm(request: PruneRequest) -> nn.Module:
@@ -119,7 +157,8 @@ for _method in (
            L1_PRESETS, cost=COST_STATIC),
     Method("taylor", prune_taylor, "Molchanov et al. 2019: group |w·dL/dw| on calibration batches, per layer", L1_PRESETS,
            needs_data=True, cost="ResNet-56 ratio 0.5, 256 calibration images: 17.7 s on the shared 2-core CPU"),
-    Method("lamp", prune_lamp, "Lee et al. 2021: LAMP-normalised magnitudes over the group, per layer", L1_PRESETS,
+    Method("lamp", prune_lamp, "Lee et al. 2021: LAMP scores over the group; with --ratio the channel budget is allocated "
+           "globally by LAMP (presets keep their widths)", L1_PRESETS,
            cost=COST_STATIC),
     Method("group-norm", prune_group_norm, "DepGraph (Fang et al. 2023): L2 norm over the whole dependency group, per layer",
            L1_PRESETS, cost=COST_STATIC),
