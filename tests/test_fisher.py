@@ -96,6 +96,16 @@ def test_per_layer_mode_hits_the_widths_exactly():
     assert arch.widths["layer3.0.conv1"] == 64
 
 
+def test_preset_widths_exactly_with_per_layer():
+    from prunebench.pruning.l1_norm import PRESETS
+
+    pruned, arch = prune_model(build_model("resnet56"), "resnet56", 10, "fisher", preset="B", calibration=_calib(1, 8),
+                               options={"per_layer": True, "events": 6})
+    preset = next(p for p in PRESETS if p.title == "ResNet-56-B")
+    assert arch.widths == preset.widths(build_model("resnet56")) and arch.preset == "ResNet-56-B"
+    assert arch.notes["fisher"]["channels_per_removal"] == 32
+
+
 def test_needs_data_and_checks_options():
     with pytest.raises(PrunebenchError, match="needs data"):
         prune_model(build_model("resnet20"), "resnet20", 10, "fisher", ratio=0.5)

@@ -45,12 +45,18 @@ def test_weights_are_ignored_and_the_result_is_deterministic():
 
 
 def test_widths_plan_gives_that_plans_macs():
-    m = build_model("resnet56")
-    l1, arch = prune_model(build_model("resnet56"), "resnet56", 10, "l1-norm", preset="B")
-    target = count(l1, (3, 32, 32)).macs
-    red, rarch = prune_model(m, "resnet56", 10, "reduced", widths=arch.widths)
-    assert abs(count(red, (3, 32, 32)).macs / target - 1) < 0.01
-    assert rarch.widths != arch.widths
+    plan = {"layer1.0.conv1": 4, "layer2.2.conv1": 8, "layer3.1.conv1": 16}
+    l1, _ = prune_model(build_model("resnet20"), "resnet20", 10, "l1-norm", widths=plan)
+    red, rarch = prune_model(build_model("resnet20"), "resnet20", 10, "reduced", widths=plan)
+    assert abs(count(red, (3, 32, 32)).macs / count(l1, (3, 32, 32)).macs - 1) < 0.01
+    assert len(set(w / c for w, c in zip(rarch.widths.values(), DENSE20))) <= 3   # uniform up to rounding
+
+
+def test_preset_gives_the_presets_macs():
+    l1, _ = prune_model(build_model("resnet56"), "resnet56", 10, "l1-norm", preset="B")
+    red, arch = prune_model(build_model("resnet56"), "resnet56", 10, "reduced", preset="B")
+    assert abs(count(red, (3, 32, 32)).macs / count(l1, (3, 32, 32)).macs - 1) < 0.01
+    assert arch.preset == "ResNet-56-B"
 
 
 def test_bisection_clamps_at_the_dense_widths():

@@ -7,7 +7,8 @@ accumulated Δ over *all* prunable layers is removed physically (a torch-pruning
 consumers' input slice go too), the optimizer is rebuilt (its parameters were replaced: torch-pruning trap 4) and the
 accumulators restart. This repeats until the model's MACs are at or below the target's — the architecture is Fisher's
 choice, not uniform; ``options["per_layer"] = true`` instead removes only from layers above their target width until every
-layer has exactly it. A layer is never emptied.
+layer has exactly it. A layer is never emptied. The target is ``--ratio`` (uniform plan), a widths plan, or ``--preset``
+(the paper's L1-norm plans, e.g. ResNet-56-B: its MACs as the budget, or its exact widths with ``per_layer``).
 
 a is taken at the layer's channel *site* (after its BatchNorm, see ``masking``): a channel that is zero there contributes
 nothing downstream, and a·∂L/∂a there equals the post-ReLU product. Crowley et al. prune every 100 steps of training; on a
@@ -34,6 +35,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import _out_channels, _out_pruning_fn, layer_order, record_removed, verify_widths
 from prunebench.pruning.masking import channel_sites
+from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import MacsTracker, cost_of_widths
 
@@ -191,6 +193,7 @@ METHOD = register_method(
         prune,
         "Theis et al. 2018 / Crowley et al. 2018: remove the channel with the lowest accumulated Fisher saliency every K "
         "fine-tuning steps on calibration data, until the target MACs",
+        L1_PRESETS,
         needs_data=True,
         cost="ResNet-56 --ratio 0.5, 256 calibration images: ~6 min (1 channel per step; per_removal=4: ~1.5 min) "
              "on the 2-core CPU",

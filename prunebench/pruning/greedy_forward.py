@@ -13,8 +13,8 @@ see ``masking``); candidates are scored in batched passes over only the downstre
 selected channels (scored by selection order) are kept physically through ``slim_to_widths``; the masked and the slimmed
 network compute the same function.
 
-Budget: ``--ratio``/``--preset``/widths give an **upper bound** on each layer's kept width (so MACs fall at least as much as
-asked); the tolerance may stop a layer earlier. Options: ``candidates`` (50), ``tolerance`` (0.98), ``ft_steps`` (2),
+Budget: ``--ratio``/``--preset`` (the paper's L1-norm plans)/widths give an **upper bound** on each layer's kept width (so
+MACs fall at least as much as asked); the tolerance may stop a layer earlier. Options: ``candidates`` (50), ``tolerance`` (0.98), ``ft_steps`` (2),
 ``ft_lr`` (2.5e-3), ``ft_weight_decay`` (4e-5), ``chunk`` (candidate masks per batched pass; default 512 // batch size).
 
 Cost (ResNet-56, 256 calibration images = 4 batches of 64, 2-core CPU shared with other jobs): a randomly initialised
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from prunebench.errors import PrunebenchError
 from prunebench.pruning.base import _out_channels, layer_order, slim_to_widths
 from prunebench.pruning.masking import TailEvaluator, channel_sites, site_masks
+from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 
 DEFAULTS: dict[str, Any] = {"candidates": 50, "tolerance": 0.98, "ft_steps": 2, "ft_lr": 2.5e-3,
@@ -162,6 +163,7 @@ METHOD = register_method(
         prune,
         "Ye et al. 2020: per layer, grow the channel set greedily (lowest mini-batch loss) until accuracy is within "
         "tolerance; --ratio/--preset bound the width",
+        L1_PRESETS,
         needs_data=True,
         cost="ResNet-56, 256 calibration images: ~2.5 min from a random init; ~0.3-3 s per selected channel, "
              "so up to ~1 h for a trained net at --ratio 0.5 (CPU, 2 cores)",

@@ -9,7 +9,7 @@ model's own init (so "fine-tuning" it would mean nothing: the runner trains `red
 How much (exactly one, as for every method):
 - ``--ratio R``: R is the **cost reduction** (not a channel rate): 0.5 → half the dense MACs (``options["match"] =
   "params"``: half the parameters);
-- an explicit widths plan (``PruneRequest.widths``, e.g. another method's result): the cost of that plan;
+- ``--preset P`` (the paper's L1-norm width plans, e.g. ResNet-56-B) or an explicit widths plan: the cost of that plan;
 - in a ``prunebench run`` plan, ``options = {match_macs_of = "<label>"}`` (or ``match_params_of``) on a ``method =
   "reduced"`` entry makes the runner read that entry's pruned MACs (params) from its prune.json: the comparison at equal
   cost, shown next to it in the report.
@@ -28,6 +28,7 @@ from prunebench.bench import flops
 from prunebench.errors import PrunebenchError
 from prunebench.models import get_model_spec, reinitialize
 from prunebench.pruning.base import prunable_widths, slim_to_widths
+from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import cost_of_widths, solve_multiplier
 
@@ -60,6 +61,7 @@ METHOD = register_method(
         "reduced",
         prune,
         "Crowley et al. 2018: uniformly thinner network at the same MACs/params (--ratio = cost reduction), from scratch",
+        L1_PRESETS,
         needs_data=False,
         cost="ResNet-56 --ratio 0.5: ~3 s on the 2-core CPU (bisection over built-and-counted widths)",
     )
