@@ -91,6 +91,25 @@ class TailEvaluator:
         self.tail = [n for n in gm.graph.nodes if n in downstream]
         self.in_tail = downstream
         self.frontier = [n for n in gm.graph.nodes if n not in downstream and any(u in downstream for u in n.users)]
+        # free every value after its last use in the tail: a batch of candidates through a deep net would otherwise keep
+        # all its activations alive (gigabytes for ResNet-56)
+        last: dict[torch.fx.Node, torch.fx.Node] = {}
+        for n in self.tail:
+            for inp in n.all_input_nodes:
+                last[inp] = n
+        self.release: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+        for value, user in last.items():
+            self.release.setdefault(user, []).append(value)
+        keep = set(self.frontier)
+        head_last: dict[torch.fx.Node, torch.fx.Node] = {}
+        for n in gm.graph.nodes:
+            if n not in downstream:
+                for inp in n.all_input_nodes:
+                    head_last[inp] = n
+        self.head_release: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+        for value, user in head_last.items():
+            if value not in keep:
+                self.head_release.setdefault(user, []).append(value)
         self.gm = gm
 
     @torch.no_grad()
@@ -106,6 +125,8 @@ class TailEvaluator:
             if n in self.in_tail:
                 continue
             interp.env[n] = next(args) if n.op == "placeholder" else interp.run_node(n)
+            for done in self.head_release.get(n, ()):
+                del interp.env[done]
         # activations are repeated per candidate; constants (get_attr) are not
         return {n: (v, n.op != "get_attr") for n, v in interp.env.items() if n in wanted}
 
@@ -122,6 +143,8 @@ class TailEvaluator:
             if n.op == "output":
                 return value
             interp.env[n] = value
+            for done in self.release.get(n, ()):
+                del interp.env[done]
         raise RuntimeError("traced graph has no output")
 
 
