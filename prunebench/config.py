@@ -137,8 +137,7 @@ class ExperimentConfig:
 
 QUICKSTART: dict[str, Any] = {
     # CIFAR-10, ResNet-20, L1-norm halving every block's inner width, all four variants; sized so that the whole run ends
-    # in under 15 minutes on a quiet 2-core CPU (estimated from ResNet-20's measured ~390 img/s training throughput;
-    # the reference run in reports/quickstart took 24.6 min on a CPU shared with other jobs).
+    # in under 15 minutes on a 2-core CPU (reports/quickstart: 7.6 min on a quiet machine).
     "model": "resnet20",
     "data": "cifar10",
     "train_subset": 8000,
