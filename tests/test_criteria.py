@@ -147,3 +147,16 @@ def test_lamp_equals_group_norm_at_fixed_widths_and_allocates_globally() -> None
     assert all(torch.equal(v, fixed_gn.state_dict()[k]) for k, v in fixed_lamp.state_dict().items())
     _, arch = prune_model(build_copy(model), "resnet20", 10, "lamp", widths=plan, options={"allocation": "global"})
     assert arch.widths["layer1.0.conv1"] == 8 and arch.widths["layer1.1.conv1"] == 16
+
+
+def test_lamp_macs_budget_reaches_the_uniform_plans_macs() -> None:
+    """budget="macs": LAMP's global order, as many channels as bring the model to the uniform plan's MACs."""
+    torch.manual_seed(0)
+    model = build_model("resnet56")
+    uniform = count(prune_model(build_copy(model), "resnet56", 10, "l1-norm", ratio=0.5)[0], (3, 32, 32)).macs
+    channels = count(prune_model(build_copy(model), "resnet56", 10, "lamp", ratio=0.5)[0], (3, 32, 32)).macs
+    pruned, arch = prune_model(build_copy(model), "resnet56", 10, "lamp", ratio=0.5, options={"budget": "macs"})
+    macs = count(pruned, (3, 32, 32)).macs
+    assert channels > 1.1 * uniform            # the channel budget leaves LAMP well above the FLOPs target ...
+    assert 0.98 * uniform < macs <= uniform    # ... the MACs budget lands on it
+    assert arch.notes["lamp"]["macs"] == macs and not arch.notes["lamp"]["clamped"]

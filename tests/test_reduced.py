@@ -10,6 +10,7 @@ from prunebench.cli import main
 from prunebench.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
+from prunebench.pruning.base import prunable_widths
 from prunebench.pruning.scaling import scale_widths, solve_multiplier
 
 DENSE20 = [16] * 3 + [32] * 3 + [64] * 3
@@ -76,3 +77,21 @@ def test_cli_resnet56_half_macs(capsys):
     assert main(["prune", "--model", "resnet56", "--method", "reduced", "--ratio", "0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert abs(out["macs"]["reduction"] - 0.5) < 0.01
+
+
+def test_global_widths_at_cost_removes_the_fewest_lowest_scored_channels():
+    """Known answer: scores rank one layer's channels lowest, so the target is reached by emptying it (to its floor of
+    one channel) first; one channel fewer removed would miss the target."""
+    from prunebench.pruning.scaling import cost_of_widths, drop_lowest, global_order, global_widths_at_cost
+
+    model = build_model("resnet20")
+    dense = prunable_widths(model, "resnet20")
+    scores = {n: torch.ones(c) for n, c in dense.items()}
+    scores["layer3.0.conv1"] = torch.linspace(0.0, 0.5, 64)        # lowest of all
+    target = cost_of_widths(model, "resnet20", {**dense, "layer3.0.conv1": 20})
+    sol = global_widths_at_cost(model, "resnet20", scores, target)
+    assert sol.widths["layer3.0.conv1"] == 20 and sum(sol.widths.values()) == sum(dense.values()) - 44
+    assert sol.cost == target and not sol.clamped
+    order = global_order(scores)
+    assert cost_of_widths(model, "resnet20", drop_lowest(order, dense, 43)) > target
+    assert drop_lowest(["a", "a", "b"], {"a": 2, "b": 1}, 5) == {"a": 1, "b": 1}             # the floor: never below one channel

@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass
 from typing import Mapping
 
+import torch
 import torch.nn as nn
 
 from prunebench.bench import flops
@@ -178,6 +179,62 @@ def _bisect(cost, target: float, top: float, iterations: int) -> Solution:
         if cost(lo)[0] == cost(hi)[0]:
             break
     return Solution(best[0], best[1], best[2], target, clamped=False)
+
+
+GLOBAL_BUDGETS = ("channels", "macs")
+
+
+def global_order(scores: Mapping[str, torch.Tensor]) -> list[str]:
+    """Layer names of all channels, lowest score first (ties: earlier layer, then lower index): the removal order of
+    a global criterion (one threshold over every layer's scores)."""
+    flat = [(float(v), i, j, name) for i, (name, s) in enumerate(scores.items())
+            for j, v in enumerate(torch.as_tensor(s).flatten().tolist())]
+    flat.sort(key=lambda t: t[:3])
+    return [name for *_, name in flat]
+
+
+def drop_lowest(order: list[str], current: Mapping[str, int], k: int) -> dict[str, int]:
+    """Widths after removing the first ``k`` channels of ``order`` that a layer can spare (each keeps at least one)."""
+    widths = dict(current)
+    for name in order:
+        if k == 0:
+            break
+        if widths[name] > 1:
+            widths[name] -= 1
+            k -= 1
+    return widths
+
+
+def global_widths_at_cost(model: nn.Module, model_name: str, scores: Mapping[str, torch.Tensor], target: float,
+                          metric: str = "macs") -> Solution:
+    """The global-threshold widths (fewest channels removed, lowest scores first) whose cost is at most ``target``.
+
+    Why: a global criterion (LAMP, network slimming) fixes *which* channels go first but not how many; to compare it
+    with per-layer methods at one FLOPs target, the number removed is bisected until the slimmed model's MACs (params)
+    reach the target. Cost is non-increasing in the count, so the search is exact; the result is re-counted on a built
+    copy. ``clamped``: even the one-channel floor everywhere does not reach the target."""
+    if metric not in METRICS:
+        raise PrunebenchError(f"budget metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    current = {n: torch.as_tensor(s).numel() for n, s in scores.items()}
+    order = global_order(scores)
+    fast = WidthCost(model, model_name)
+
+    def cost(k: int) -> tuple[dict[str, int], int]:
+        w = drop_lowest(order, current, k)
+        return w, (fast(w, metric) if fast.exact else cost_of_widths(model, model_name, w, metric))
+
+    lo, hi = 0, len(order)            # invariant: cost(hi) <= target unless clamped; answer = smallest such k
+    w_hi, c_hi = cost(hi)
+    if c_hi > target:
+        return Solution(float(hi), w_hi, cost_of_widths(model, model_name, w_hi, metric), target, clamped=True)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cost(mid)[1] <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    widths = cost(hi)[0]
+    return Solution(float(hi), widths, cost_of_widths(model, model_name, widths, metric), target, clamped=False)
 
 
 class MacsTracker:
