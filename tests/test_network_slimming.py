@@ -10,7 +10,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.models import build_model, get_model_spec
 from prunebench.models.vgg_cifar import VGG
 from prunebench.pruning import get_method, prune_model
-from prunebench.pruning.network_slimming import channel_scores, global_threshold, scored_bns, sparsity
+from prunebench.pruning.network_slimming import bn_population, channel_scores, global_threshold, sparsity
 
 
 def _vgg_bns(m):
@@ -193,12 +193,13 @@ def test_presets_exist_for_the_papers_models():
     assert method.preset("preresnet164", "40%").paper_macs_reduction == pytest.approx(0.237)
 
 
-def test_sparsity_hooks_add_lambda_sign_gamma_to_the_scored_bns():
+def test_sparsity_hooks_add_lambda_sign_gamma_to_every_bn():
+    """The official updateBN: every BatchNorm2d, also the residual-stream ones the threshold counts but cannot remove."""
     torch.manual_seed(0)
     m = build_model("preresnet164")
-    names = scored_bns(m, "preresnet164")
-    assert len(names) == 108 and "layer1.0.bn2" in names and "layer1.0.bn1" not in names and "bn" not in names
     hooks = sparsity(m, {"model": "preresnet164"})
+    assert len(hooks.bn_names) == 54 * 3 + 1 and {"layer1.0.bn1", "layer1.0.bn2", "bn"} <= set(hooks.bn_names)
+    assert sum(m.get_submodule(n).num_features for n in hooks.bn_names) == bn_population(m).numel()
     assert hooks.lam == 1e-5                                   # PreResNet default (paper)
     assert sparsity(build_model("vgg19"), {"model": "vgg19"}).lam == 1e-4
     assert sparsity(m, {"model": "preresnet164", "lambda": 3e-4}).lam == 3e-4
@@ -209,24 +210,76 @@ def test_sparsity_hooks_add_lambda_sign_gamma_to_the_scored_bns():
     hooks.after_backward(m)
     g = m.layer1[0].bn2.weight.grad
     assert g[0].item() == pytest.approx(-1e-5) and g[1].item() == pytest.approx(1e-5)
-    assert torch.all(m.layer1[0].bn1.weight.grad == 0)         # residual-stream BN: not penalised (cannot be pruned)
-    assert hooks.state()["bns"] == 108
+    g1 = m.layer1[0].bn1.weight.grad
+    assert torch.allclose(g1, torch.full_like(g1, 1e-5))       # residual-stream BN: penalised too (paper)
+    assert torch.all(m.conv1.weight.grad == 0)                 # only BN scales are penalised
+    assert hooks.state()["bns"] == 163
 
 
 def test_sparsity_training_pushes_gammas_down():
     from prunebench.data import synthetic
     from prunebench.training import TrainConfig, train
 
+    def gammas(lam):
+        torch.manual_seed(0)
+        m = build_model("resnet20")
+        cfg = TrainConfig(epochs=1, lr=0.05, batch_size=32, weight_decay=0.0)
+        train(m, synthetic(64, 16), cfg, torch.device("cpu"), seed=0, hooks=sparsity(m, {"model": "resnet20",
+                                                                                             "lambda": lam}))
+        return bn_population(m)
+
+    # 2 steps: Δγ ≈ −lr·λ·(1 + 0.9) ≈ −0.0095 on every γ relative to the same run without the penalty
+    assert (gammas(0.0) - gammas(0.1)).mean() > 0.006
+
+
+def test_percent_counts_every_bn_also_the_ones_that_cannot_be_removed():
+    """ResNet-56: the stem and block-output BNs count in the percent (official rule) but only block conv1 outputs go."""
     torch.manual_seed(0)
-    m = build_model("resnet20")
-    hooks = sparsity(m, {"model": "resnet20", "lambda": 0.1})
-    cfg = TrainConfig(epochs=1, lr=0.05, batch_size=32, weight_decay=0.0)
-    train(m, synthetic(64, 16), cfg, torch.device("cpu"), seed=0, hooks=hooks)   # 2 steps: Δγ ≈ −lr·λ·(1 + 0.9)
-    scored = torch.cat([m.get_submodule(n).weight.detach() for n in hooks.bn_names])      # block bn1 (prunable)
-    others = torch.cat([b.bn2.weight.detach() for b in m.blocks()])                        # block outputs: no penalty
-    assert others.mean() - scored.mean() > 0.006
+    m = build_model("resnet56")
+    with torch.no_grad():
+        for x in m.modules():
+            if isinstance(x, nn.BatchNorm2d):
+                x.weight.fill_(1.0)
+        for b in m.blocks():
+            b.bn2.weight.fill_(1e-3)           # every block-output BN negligible: not removable
+        m.layer1[0].bn1.weight[:4] = 1e-2      # 4 removable channels just above them
+    pop = bn_population(m)
+    n_out = sum(b.bn2.num_features for b in m.blocks())
+    percent = (n_out + 0.5) / pop.numel()      # sorted index n_out: the first 1e-2 entry
+    _, arch = prune_model(m, "resnet56", 10, "network-slimming", ratio=percent)
+    notes = arch.notes["network_slimming"]
+    assert notes["threshold"] == pytest.approx(1e-2) and notes["population"] == pop.numel()
+    assert notes["population_under_threshold"] == n_out + 4
+    assert arch.widths["layer1.0.conv1"] == 12 and sum(arch.widths.values()) == 9 * (16 + 32 + 64) - 4
 
 
 def test_ratio_out_of_range_is_a_clear_error():
     with pytest.raises(PrunebenchError, match="percent"):
         global_threshold({"a": torch.rand(4)}, 1.0)
+
+
+def test_macs_budget_hits_the_uniform_plans_macs_removing_lowest_gammas_first():
+    """budget="macs": the same global |γ| order, as many channels as reach the uniform plan's MACs (and no more)."""
+    torch.manual_seed(4)
+    m = build_model("resnet56")
+    g = torch.Generator().manual_seed(4)
+    for x in m.modules():
+        if isinstance(x, nn.BatchNorm2d):
+            x.weight.data = torch.rand(x.num_features, generator=g)
+    target = flops.count(prune_model(build_model("resnet56"), "resnet56", 10, "l1-norm", ratio=0.5)[0], (3, 32, 32)).macs
+    scores = channel_scores(m, "resnet56")
+    pruned, arch = prune_model(m, "resnet56", 10, "network-slimming", ratio=0.5, options={"budget": "macs"})
+    macs = flops.count(pruned, (3, 32, 32)).macs
+    notes = arch.notes["network_slimming"]
+    assert macs <= target and macs == notes["macs"] and macs > 0.98 * target
+    assert notes["budget"] == "macs" and not notes["clamped"]
+    # a global threshold: every kept |γ| is >= every removed one
+    kept_min = min(float(s.sort(descending=True).values[: arch.widths[n]].min()) for n, s in scores.items())
+    removed_max = max(float(s.sort(descending=True).values[arch.widths[n]:].max()) for n, s in scores.items()
+                      if arch.widths[n] < s.numel())
+    assert removed_max <= kept_min
+
+
+def test_unknown_budget_is_a_clear_error():
+    with pytest.raises(PrunebenchError, match="budget"):
+        prune_model(build_model("resnet20"), "resnet20", 10, "network-slimming", ratio=0.5, options={"budget": "flops"})

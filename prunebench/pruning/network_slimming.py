@@ -1,13 +1,15 @@
 """Network slimming (Liu et al., ICCV 2017): L1 on BN scaling factors while training, then one global |γ| threshold.
 
 Sparsity phase (``sparsity`` hooks, used by ``prunebench run`` before pruning): after every backward pass add λ·sign(γ) to
-the gradient of every BN that decides a prunable channel (the subgradient of λΣ|γ|). λ defaults per model family as in the
+the gradient of every affine BatchNorm2d (the subgradient of λΣ|γ|; the official ``updateBN``). λ defaults per model family as in the
 paper: 1e-4 for VGG, 1e-5 for PreResNet, DenseNet and everything else; ``options["lambda"]`` overrides it.
 
 Prune: each prunable layer's output channel gets a score, |γ| of the BN that normalises it (torch-pruning's
 ``BNScaleImportance`` on the layer's group with ``normalizer=None``; max over the BNs when there are several, see
-DenseNet below). All scores of all prunable layers are sorted together, the threshold is the element at
-floor(total·percent) (the official code's index), and a channel is kept iff its score is **strictly greater**. A layer whose
+DenseNet below). As in the official vggprune/resprune/denseprune scripts, |γ| of *every* BatchNorm2d is sorted together
+and the threshold is the element at floor(total·percent); a prunable channel is kept iff its score is **strictly
+greater**. BN channels that fall under the threshold but cannot be removed physically (below) are counted in the percent
+and reported (``population_under_threshold`` in the notes), never silently re-assigned to removable layers. A layer whose
 channels all fall under the threshold keeps its one largest-|γ| channel (the official code would empty it and crash);
 ``Architecture.notes`` says how many layers hit that floor. The per-layer keep sets are computed here and passed as explicit
 scores to ``slim_to_widths`` — never as a global torch-pruning step, which silently keeps such a layer whole (trap 7).
@@ -18,23 +20,28 @@ What is physically removed, per model (torch-pruning removes a channel from the 
 - VGG-19: every conv output, as in the paper (its 70 % preset: all 16 BNs in one threshold).
 - PreResNet-164: each bottleneck's conv1/conv2 outputs (scores = bn2/bn3 γ). The paper also thresholds each block's bn1
   (and the final BN) and masks conv1's *inputs* with a channel-selection layer; those channels belong to the residual
-  stream that every block reads, so they cannot be removed for one consumer — we neither count them in the threshold nor
-  remove them. The paper's reduction includes those conv1-input savings, so ours is smaller at the same percent.
+  stream that every block reads, so they cannot be removed for one consumer: they count in the percent but stay. The
+  paper's reduction includes those conv1-input savings, so ours is smaller for the same γ.
 - DenseNet-40: every conv output (stem, growth, transitions). A growth channel feeds the BN of every later layer through
   the concatenation; the paper masks it per consumer, torch-pruning can only remove it from all consumers at once (trap
-  11). Its score is therefore the *max* |γ| over its consumers (removed only where every consumer would drop it), and the
-  percent applies to produced channels, not to the paper's per-consumer BN entries.
-- CIFAR ResNets (option A): only block conv1 outputs (scores = bn1 γ).
+  11). Its score is therefore the *max* |γ| over its consumers (removed only where every consumer would drop it); the
+  percent counts the per-consumer BN entries, as the paper does.
+- CIFAR ResNets (option A): only block conv1 outputs (scores = bn1 γ); the stem and block-output BNs count in the percent.
 
-FLOPs vs the paper (Liu et al. 2017 Table 1, CIFAR-10): VGG-19 70 % −51.0 %, PreResNet-164 40 % −23.7 %, 60 % −44.9 %,
-DenseNet-40 40 % −28.4 %. At a fixed percent the reduction depends entirely on *where* the small γ are, i.e. on the
-sparsity training (160 epochs, impossible on this CPU). Range the threshold can produce here (conv+linear MACs; γ ordered
-deepest-layers-first … i.i.d. … shallowest-first): VGG-19 70 % −40.4 … −90.7 … −94.7 %; PreResNet-164 40 % −22.9 … −51.9 …
-−60.4 %, 60 % −36.0 … −70.7 … −73.8 %; DenseNet-40 40 % −17.4 … −70.6 … −82.3 %. The paper's figures lie inside, near the
-deep-first end: a sparsity-trained net shrinks its deep, wide, low-resolution layers first. What a short run gives: VGG-19
-after 40 SGD steps of sparsity training on 2,560 real CIFAR-10 images (λ = 1e-3, 1 epoch, 256 s here) −85.6 % at 70 % —
-still close to the i.i.d. case; the γ have not separated yet. ``tests/test_network_slimming.py`` checks the threshold
-logic exactly on hand-set γ and that the paper's VGG-19 figure lies inside that range.
+FLOPs vs the paper (Liu et al. 2017 Table 1, CIFAR-10, as recalled — not checked against the paper here): VGG-19 70 %
+−51.0 %, PreResNet-164 40 % −23.7 %, DenseNet-40 40 % −28.4 %. Checked source: the official PyTorch README
+(Eric-mingjie/network-slimming) gives params 20.04M → 2.25M (VGG-19 70 %), 1.71M → 1.45M / 1.12M (PreResNet-164 40 / 60
+%), 1.07M → 0.69M / 0.49M (DenseNet-40 40 / 60 %). At a fixed percent the result depends entirely on *where* the small γ
+are, i.e. on the sparsity training (160 epochs, impossible on this CPU). Range the threshold produces here (every BN2d's γ
+ordered deepest-layers-first … i.i.d. … shallowest-first; conv+linear MACs): VGG-19 70 % −40.4 … −91.3 … −94.7 % (params
+2.89 / 1.82 / 5.26M); PreResNet-164 40 % −21.4 … −50.2 … −61.1 %; DenseNet-40 40 % −8.3 … −8.3 … −51.6 %. The paper's
+FLOPs figures and VGG-19's 2.25M params lie inside, near the deep-first end (a sparsity-trained net shrinks its deep,
+wide layers first). ``reports/network-slimming/`` has the full table and the script that makes it;
+``tests/test_network_slimming.py`` checks the threshold logic exactly on hand-set γ and the VGG-19 range.
+
+Budget: ``--ratio`` is the paper's percent of channels. To compare slimming with per-layer methods at one FLOPs target,
+``options["budget"] = "macs"`` keeps the same lowest-|γ|-first order but removes exactly as many channels as bring the
+model to the MACs of the uniform plan at ``--ratio`` (``scaling.global_widths_at_cost``; the floor of one channel holds).
 
 Cost: pruning ResNet-56 takes 1.0 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): two
 DependencyGraph traces (scores, then ``slim_to_widths``). VGG-19 ~3 s, PreResNet-164 ~8 s, DenseNet-40 ~5 s there.
@@ -54,11 +61,12 @@ from prunebench.pruning.base import (
     _out_channels, _out_pruning_fn, example_inputs, layer_order, round_widths, slim_to_widths,
 )
 from prunebench.pruning.registry import Method, Preset, PruneRequest, register_method
+from prunebench.pruning.scaling import cost_of_widths, global_widths_at_cost
 from prunebench.training import TrainHooks
 
 LAMBDA = {"vgg": 1e-4, "preresnet-cifar": 1e-5, "densenet-cifar": 1e-5}
 LAMBDA_DEFAULT = 1e-5
-_BN = (nn.BatchNorm2d, nn.BatchNorm1d)
+BUDGETS = ("percent", "macs")  # --ratio as the paper's percent of channels, or as the uniform plan's MACs
 SCORE = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
 
 
@@ -90,22 +98,25 @@ def channel_scores(model: nn.Module, model_name: str, example: torch.Tensor | No
     return scores
 
 
-def scored_bns(model: nn.Module, model_name: str) -> list[str]:
-    """Names of the BNs whose γ decide some prunable channel (the ones the sparsity penalty acts on)."""
-    names = {m: n for n, m in model.named_modules()}
-    found = {names[dep.target.module] for g in _groups(model, model_name).values() for dep, _ in g.items
-             if isinstance(dep.target.module, _BN) and dep.target.module.affine}
-    return layer_order(model, list(found))
-
-
 # --------------------------------------------------------------------------------------------------------- threshold
-def global_threshold(scores: dict[str, torch.Tensor], percent: float) -> tuple[dict[str, int], dict[str, Any]]:
-    """Widths from one threshold over all scores: keep score > sorted[floor(total·percent)], at least one per layer."""
+def bn_population(model: nn.Module) -> torch.Tensor:
+    """|γ| of every affine BatchNorm2d: the set the official vggprune/resprune/denseprune scripts sort for the threshold."""
+    return torch.cat([m.weight.detach().abs().flatten().float().cpu() for m in model.modules()
+                      if isinstance(m, nn.BatchNorm2d) and m.affine])
+
+
+def global_threshold(scores: dict[str, torch.Tensor], percent: float,
+                     population: torch.Tensor | None = None) -> tuple[dict[str, int], dict[str, Any]]:
+    """Widths from one threshold: keep score > sorted(population)[floor(N·percent)], at least one channel per layer.
+
+    ``population`` (default: the scores themselves) is what the percent counts; the paper counts every BN channel, also
+    those (residual-stream inputs, per-consumer DenseNet entries) that cannot be removed physically."""
     if not 0.0 <= percent < 1.0:
         raise PrunebenchError(f"network slimming percent must be in [0, 1), got {percent}")
     allv = torch.cat([s.flatten() for s in scores.values()])
-    ordered = torch.sort(allv).values
-    threshold = float(ordered[int(allv.numel() * percent)])
+    pop = allv if population is None else population.flatten()
+    ordered = torch.sort(pop).values
+    threshold = float(ordered[int(pop.numel() * percent)])
     widths, floor = {}, []
     for name, s in scores.items():
         kept = int((s > threshold).sum())
@@ -115,7 +126,8 @@ def global_threshold(scores: dict[str, torch.Tensor], percent: float) -> tuple[d
         widths[name] = kept
     after = sum(widths.values())
     notes = {
-        "percent": percent, "threshold": threshold, "rule": "keep |γ| > sorted(all |γ|)[floor(total·percent)]",
+        "percent": percent, "threshold": threshold, "rule": "keep |γ| > sorted(all BN |γ|)[floor(total·percent)]",
+        "population": int(pop.numel()), "population_under_threshold": int((pop <= threshold).sum()),
         "channels_before": int(allv.numel()), "channels_after": after,
         "removed_fraction": round(1 - after / allv.numel(), 6),
         "tied_at_threshold": int((allv == threshold).sum()),
@@ -128,7 +140,7 @@ def global_threshold(scores: dict[str, torch.Tensor], percent: float) -> tuple[d
 
 
 def slimming_widths(model: nn.Module, model_name: str, percent: float) -> dict[str, int]:
-    return global_threshold(channel_scores(model, model_name), percent)[0]
+    return global_threshold(channel_scores(model, model_name), percent, bn_population(model))[0]
 
 
 def _percent_of(preset: Preset) -> float:
@@ -139,8 +151,22 @@ def prune(request: PruneRequest) -> nn.Module:
     scores = channel_scores(request.model, request.model_name, request.example)
     if request.widths is not None:  # an explicit plan (e.g. a scaled width profile): remove the lowest |γ| to reach it
         return slim_to_widths(request.model, request.example, request.target_widths(), scores=scores)
-    percent = request.ratio if request.ratio is not None else _percent_of(request.preset)  # type: ignore[arg-type]
-    widths, notes = global_threshold(scores, percent)
+    budget = request.options.get("budget", "percent")
+    if budget not in BUDGETS:
+        raise PrunebenchError(f"network-slimming option budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if budget == "macs":  # the uniform plan's MACs at --ratio: one FLOPs target shared with per-layer methods
+        if request.ratio is None:
+            raise PrunebenchError("network-slimming budget = \"macs\" needs --ratio (the uniform plan whose MACs to match)")
+        target = cost_of_widths(request.model, request.model_name, request.target_widths())
+        sol = global_widths_at_cost(request.model, request.model_name, scores, target)
+        widths = sol.widths
+        notes = {"budget": "macs", "target_macs": int(target), "macs": sol.cost, "clamped": sol.clamped,
+                 "channels_before": sum(s.numel() for s in scores.values()), "channels_removed": int(sol.multiplier),
+                 "removed_fraction": round(sol.multiplier / sum(s.numel() for s in scores.values()), 6),
+                 "floor_layers": sum(1 for n, w in widths.items() if w == 1 and scores[n].numel() > 1)}
+    else:
+        percent = request.ratio if request.ratio is not None else _percent_of(request.preset)  # type: ignore[arg-type]
+        widths, notes = global_threshold(scores, percent, bn_population(request.model))
     if request.round_to:
         widths = round_widths(widths, request.round_to, {n: s.numel() for n, s in scores.items()})
     request.notes.update({"network_slimming": notes})
@@ -187,15 +213,12 @@ def default_lambda(model_name: str | None, model: nn.Module) -> float:
 
 
 def sparsity(model: nn.Module, options: dict[str, Any]) -> SlimmingHooks:
-    """Hooks for the sparsity-training phase. ``options``: ``model`` (registered name; the runner passes it) and
-    optionally ``lambda``. Without a model name every affine BN is penalised (the paper's choice)."""
+    """Hooks for the sparsity-training phase: λ·sign(γ) on every affine BatchNorm2d — the official ``updateBN`` rule, and
+    the same set the threshold's percent counts (``bn_population``). ``options``: ``model`` (registered name, for the
+    default λ; the runner passes it) and optionally ``lambda``."""
     name = options.get("model")
     lam = float(options.get("lambda", default_lambda(name, model)))
-    if name is not None:
-        bns = scored_bns(model, name)
-    else:
-        bns = [n for n, m in model.named_modules() if isinstance(m, _BN) and m.affine]
-    return SlimmingHooks(bns, lam)
+    return SlimmingHooks([n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine], lam)
 
 
 # --------------------------------------------------------------------------------------------------------- presets
