@@ -78,10 +78,19 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], data:
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
                          "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from")},
             "widths": m["widths"], "alignment": m.get("alignment"), "latency": latency.get(v.key, []),
+            "prune_cost": None if v.spec is None else _prune_cost(out / f"seed{v.seed}" / v.spec.label),
         })
     return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "environment": manifest(), "config": cfg.to_dict(), "data": data, "counting_rule": COUNTING_RULE,
             "variants": records, "speedups": speedups, "skipped": skipped}
+
+
+def _prune_cost(pdir: Path) -> dict[str, Any]:
+    """What choosing the architecture cost: the prune step, and the method's own training phase (slimming, SSS, SFP)."""
+    rec = pdir / "pruned" / "prune.json"
+    sparse = pdir / "sparse" / "train.json"
+    return {"prune_s": read_json(rec).get("seconds") if rec.exists() else None,
+            "sparse_train_s": read_json(sparse).get("wall_s") if sparse.exists() else None}
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
@@ -102,6 +111,13 @@ def write_report(out: Path, cfg: "ExperimentConfig", variants: list["Variant"], 
 
 
 # ------------------------------------------------------------------------------------------------------------- markdown
+def _cost_text(cost: dict[str, Any] | None) -> str:
+    if not cost or cost.get("prune_s") is None:
+        return "—"
+    extra = f" (+ {cost['sparse_train_s']:.0f})" if cost.get("sparse_train_s") is not None else ""
+    return f"{cost['prune_s']:.2f}{extra}"
+
+
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "—"
@@ -161,12 +177,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         size_rows.append([label, f"{v['params'] / 1e6:.3f}M", f"{_reduction(b0, v, 'params')}",
                           f"{v['macs'] / 1e6:.1f}M", f"{_reduction(b0, v, 'macs')}",
                           f"{b0['macs'] / v['macs']:.2f}×" if b0 else "—", f"{v['file_bytes'] / 1e6:.2f} MB",
-                          _alignment_text(v)])
+                          _alignment_text(v), _cost_text(v.get("prune_cost"))])
     if b0:
         size_rows.insert(0, ["baseline", f"{b0['params'] / 1e6:.3f}M", "—", f"{b0['macs'] / 1e6:.1f}M", "—", "1.00×",
-                             f"{b0['file_bytes'] / 1e6:.2f} MB", _alignment_text(b0)])
+                             f"{b0['file_bytes'] / 1e6:.2f} MB", _alignment_text(b0), "—"])
     lines += [tabulate(size_rows, headers=["Model", "Params", "Params ↓", "MACs", "MACs ↓", "Theoretical speed-up",
-                                           "ONNX file", "Widths not ×8"], tablefmt="github"), ""]
+                                           "ONNX file", "Widths not ×8", "Prune s (+ own training s)"],
+                       tablefmt="github"), ""]
     lines += _unstructured_note(vs, labels)
     lines += _latency_section(results, labels)
     lines += _onnx_section(vs)

@@ -40,6 +40,9 @@ def test_results_json_has_all_four_variants_measured(run_dir):
             assert row["threads"] == 1 and row["n"] >= 3 and row["median_ms"] > 0 and row["iqr_ms"] >= 0
         if v["regime"] != "baseline":
             assert v["macs"] < base["macs"] and v["file_bytes"] < base["file_bytes"]
+            assert v["prune_cost"]["prune_s"] > 0 and v["prune_cost"]["sparse_train_s"] is None  # l1-norm: no own phase
+        else:
+            assert v["prune_cost"] is None
     sb = r["variants"][3]["training"]["budget"]
     assert sb["R"] == pytest.approx(base["macs"] / r["variants"][3]["macs"], rel=1e-3)
     assert sb["epochs"] == int(1 * sb["R"])
@@ -49,7 +52,7 @@ def test_results_json_has_all_four_variants_measured(run_dir):
 def test_report_has_the_paper_table(run_dir):
     md = (run_dir / "report.md").read_text()
     assert "| Pruned model" in md and "Fine-tuned" in md and "Scratch-E" in md and "Scratch-B" in md
-    assert "Measured speed-up" in md and "Theoretical" in md and "Counting rule" in md
+    assert "Measured speed-up" in md and "Theoretical" in md and "Counting rule" in md and "Prune s" in md
     assert (run_dir / "pareto.png").stat().st_size > 1000
 
 
