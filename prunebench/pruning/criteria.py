@@ -13,12 +13,11 @@ channels of a group (the pruned layer's outputs), aggregating every coupled laye
 - ``lamp``: Lee et al. 2021, LAMP-normalised squared magnitudes averaged over the group. LAMP is a monotone transform within
   a layer, so at fixed per-layer widths it removes *exactly* the channels ``group-norm`` removes (checked on ResNet-56).
   Its point is the allocation across layers: LAMP scores are comparable between layers, so with ``--ratio`` (option
-  ``allocation="global"``, the default there) the same total number of channels as the uniform plan is removed where the
-  scores are globally lowest (each layer keeps at least one channel); MACs then differ from the uniform plan's (−35 % instead
-  of −50 % on ResNet-56 at ``--ratio 0.5``: LAMP empties the cheap early layers first). ``options["budget"] = "macs"``
-  instead removes globally-lowest channels until the model costs the uniform plan's MACs: the same FLOPs target as the
-  per-layer methods (``scaling.global_widths_at_cost``). With a preset or an explicit widths plan the widths are kept
-  (``allocation="layer"``).
+  ``allocation="global"``, the default there) channels are removed where the scores are globally lowest (each layer keeps
+  at least one) until the model costs the uniform plan's MACs (``budget="macs"``, the default: the same FLOPs target as
+  the per-layer methods; ``scaling.global_widths_at_cost``). ``budget="channels"`` instead removes the uniform plan's
+  channel *count*; MACs then differ (−35 % instead of −50 % on ResNet-56 at ``--ratio 0.5``: LAMP takes channels from
+  the cheap early layers first). With a preset or an explicit widths plan the widths are kept (``allocation="layer"``).
 - ``group-norm``: DepGraph's group criterion (Fang et al. 2023): squared L2 over the *whole* group — the filter, its BN and
   the consumer's input slice (``GroupMagnitudeImportance(p=2)``; torch-pruning 1.6.1 has no ``GroupNormImportance``).
 
@@ -130,7 +129,7 @@ def prune_lamp(request: PruneRequest) -> nn.Module:
     targets = request.target_widths()
     default = "global" if request.preset is None and request.widths is None else "layer"
     allocation = request.options.get("allocation", default)
-    budget = request.options.get("budget", "channels")
+    budget = request.options.get("budget", "macs")
     if allocation not in ("global", "layer"):
         raise PrunebenchError(f"lamp option allocation must be 'global' or 'layer', got {allocation!r}")
     if budget not in GLOBAL_BUDGETS:
@@ -169,8 +168,8 @@ for _method in (
            L1_PRESETS, cost=COST_STATIC),
     Method("taylor", prune_taylor, "Molchanov et al. 2019: group |w·dL/dw| on calibration batches, per layer", L1_PRESETS,
            needs_data=True, cost="ResNet-56 ratio 0.5, 256 calibration images: 17.7 s on the shared 2-core CPU"),
-    Method("lamp", prune_lamp, "Lee et al. 2021: LAMP scores over the group; with --ratio the channel budget is allocated "
-           "globally by LAMP (presets keep their widths)", L1_PRESETS,
+    Method("lamp", prune_lamp, "Lee et al. 2021: LAMP scores over the group; with --ratio channels go where LAMP is "
+           "globally lowest until the uniform plan's MACs (presets keep their widths)", L1_PRESETS,
            cost=COST_STATIC),
     Method("group-norm", prune_group_norm, "DepGraph (Fang et al. 2023): L2 norm over the whole dependency group, per layer",
            L1_PRESETS, cost=COST_STATIC),
