@@ -21,7 +21,9 @@ channels of a group (the pruned layer's outputs), aggregating every coupled laye
 - ``group-norm``: DepGraph's group criterion (Fang et al. 2023): squared L2 over the *whole* group — the filter, its BN and
   the consumer's input slice (``GroupMagnitudeImportance(p=2)``; torch-pruning 1.6.1 has no ``GroupNormImportance``).
 
-Cost (measured with ``prunebench prune --model resnet56 --ratio 0.5 --json`` on the 2-core CPU while other jobs shared it,
+Cost on a quiet 2-core CPU, trained ResNet-56, ``--ratio 0.5`` (reports/resnet56-methods/prune_times.jsonl): random
+0.06 s, l2-norm 0.15 s, group-norm 0.10 s, lamp 0.56 s, taylor 3.65 s. Earlier, measured
+with ``prunebench prune --model resnet56 --ratio 0.5 --json`` on the 2-core CPU while other jobs shared it,
 load average ~5): random / l2-norm / lamp / group-norm 0.9–4.4 s (the DependencyGraph trace and the forward check; the
 spread is the machine's load), taylor 17.7 s with 256 CIFAR-10 calibration images (4 forward+backward batches of 64).
 """
@@ -42,7 +44,8 @@ from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import GLOBAL_BUDGETS, cost_of_widths, drop_lowest, global_order, global_widths_at_cost
 
 
-COST_STATIC = "ResNet-56 ratio 0.5: 0.9–4.4 s on the shared 2-core CPU (trace + prune + forward check)"
+COST_STATIC = ("quiet 2-core CPU, trained ResNet-56, --ratio 0.5: random 0.06 s, l2-norm 0.15 s, group-norm 0.10 s, "
+               "lamp 0.56 s (trace + prune + forward check; reports/resnet56-methods)")
 
 
 class SeededRandomImportance(tp.importance.RandomImportance):
@@ -167,7 +170,7 @@ for _method in (
     Method("l2-norm", prune_l2, "remove the filters with the smallest L2 norm, per layer (torch-pruning magnitude, p=2)",
            L1_PRESETS, cost=COST_STATIC),
     Method("taylor", prune_taylor, "Molchanov et al. 2019: group |w·dL/dw| on calibration batches, per layer", L1_PRESETS,
-           needs_data=True, cost="ResNet-56 ratio 0.5, 256 calibration images: 17.7 s on the shared 2-core CPU"),
+           needs_data=True, cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images: 3.6 s"),
     Method("lamp", prune_lamp, "Lee et al. 2021: LAMP scores over the group; with --ratio channels go where LAMP is "
            "globally lowest until the uniform plan's MACs (presets keep their widths)", L1_PRESETS,
            cost=COST_STATIC),

@@ -17,7 +17,8 @@ n at a time, n = (channels the target plan removes) / ``events`` (64), so a prun
 the model (``per_removal = 1`` is the one-channel-at-a-time original, ~10× slower on ResNet-56). Fine-tuning: SGD lr
 ``lr`` (1e-3, the paper protocol's fine-tuning lr), momentum 0.9, ``weight_decay`` 0; calibration batches are cycled.
 
-Cost (ResNet-56, ``--ratio 0.5`` ≙ the MACs of uniformly halved inner widths, 256 calibration images = 4 batches of 64,
+Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``, defaults, 256 images): 42 s
+(reports/resnet56-methods). Earlier, contended: cost (ResNet-56, ``--ratio 0.5`` ≙ the MACs of uniformly halved inner widths, 256 calibration images = 4 batches of 64,
 2-core CPU shared with other jobs): ~300 removals of one forward+backward step each: ~6 min; ``per_removal`` = 4 takes
 ~1.5 min (one DependencyGraph trace; each removal is a group prune, not a re-trace).
 """
@@ -195,7 +196,7 @@ METHOD = register_method(
         "fine-tuning steps on calibration data, until the target MACs",
         L1_PRESETS,
         needs_data=True,
-        cost="ResNet-56 --ratio 0.5, 256 calibration images: ~6 min (1 channel per step; per_removal=4: ~1.5 min) "
+        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images, per_removal auto: 42 s; per_removal=1: ~6 min (contended) "
              "on the 2-core CPU",
     )
 )

@@ -21,7 +21,8 @@ Presets (ResNet-50, the SSS paper's unit configs, paper-protocol.md §1): per st
 b = the stage's first (projection) block keeps its branch; which identity blocks go is decided by the scales.
 SSS GFLOPs: ResNet-50 4.09 → ResNet-41 3.47, ResNet-32 2.82, ResNet-26 2.33 (−15.2 / −31.1 / −43.0 %).
 
-Cost: pruning ResNet-56 takes 0.25 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): 27 scales,
+Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``): 0.009 s (reports/resnet56-methods).
+Earlier: pruning ResNet-56 took 0.25 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): 27 scales,
 module replacement and the forward check — no DependencyGraph.
 """
 
@@ -201,7 +202,7 @@ METHOD = register_method(
         "Huang & Wang 2018: sparse scale on each residual block; zero-scale blocks become their shortcut "
         "(--ratio = fraction of blocks removed)",
         PRESETS,
-        cost="ResNet-56: 0.25 s on the shared 2-core CPU (l1-norm 1.1 s there): 27 block scales + module replacement; "
+        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.009 s: 27 block scales + module replacement; "
              "sparsity phase = one "
              "baseline-length training with a group-lasso penalty on each block's last affine parameters",
         sparsity=sparsity,

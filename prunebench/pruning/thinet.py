@@ -16,7 +16,8 @@ stage (19,38,76,153) / (32,64,128,256) / (44,89,179,358); block outputs kept) an
 counter's FLOPs ↓: ThiNet-30 71.5 % (paper 71.3), ThiNet-50 55.4 % (55.3), ThiNet-70 36.4 % (36.3), VGG ThiNet-Conv 69.0 %
 (69.0). ThiNet-GAP/Tiny change the head: they are the models ``vgg16-thinet-gap`` / ``vgg16-thinet-tiny`` (Scratch-E/B).
 
-Cost (measured with ``prunebench prune --model resnet56 --method thinet --ratio 0.5 --data imagefolder:…cifar10… --json``,
+Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``, 256 images): 1.3 s (reports/resnet56-methods).
+Earlier, contended (measured with ``prunebench prune --model resnet56 --method thinet --ratio 0.5 --data imagefolder:…cifar10… --json``,
 256 calibration images, on the 2-core CPU shared with other jobs, load average ~5): 19.0 s. Forward passes dominate; the
 block-input cache (feeder.py) makes them ~1.5 calibration passes in all instead of one per pruned layer.
 """
@@ -156,6 +157,6 @@ METHOD = register_method(
         "smallest, layer by layer, then least-squares rescale of the next layer",
         PRESETS,
         needs_data=True,
-        cost="ResNet-56 ratio 0.5, 256 calibration images: 19 s on the shared 2-core CPU",
+        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images: 1.3 s (19 s on the shared CPU)",
     )
 )
