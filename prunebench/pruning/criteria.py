@@ -23,8 +23,8 @@ channels of a group (the pruned layer's outputs), aggregating every coupled laye
 
 Cost on a quiet 2-core CPU, trained ResNet-56, ``--ratio 0.5`` (reports/resnet56-methods/prune_times.jsonl): random
 0.06 s, l2-norm 0.15 s, group-norm 0.10 s, lamp 0.56 s, taylor 3.65 s. Earlier, measured
-with ``prunebench prune --model resnet56 --ratio 0.5 --json`` on the 2-core CPU while other jobs shared it,
-load average ~5): random / l2-norm / lamp / group-norm 0.9–4.4 s (the DependencyGraph trace and the forward check; the
+with ``prunebench prune --model resnet56 --ratio 0.5 --json`` on the 2-core CPU while other jobs shared it
+(load average ~5): random / l2-norm / lamp / group-norm 0.9–4.4 s (the DependencyGraph trace and the forward check; the
 spread is the machine's load), taylor 17.7 s with 256 CIFAR-10 calibration images (4 forward+backward batches of 64).
 """
 
