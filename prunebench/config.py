@@ -38,6 +38,8 @@ REGIMES = ("finetune", "scratch-e", "scratch-b")
 # Opt-in regimes (prunebench/regimes_extra.py): "lottery" = original init vs random init at lr 0.1 / 0.01;
 # "scale-family" = the pruned width profile scaled to [scratch] scale_factors × its MACs, each trained from scratch.
 EXTRA_REGIMES = ("lottery", "scale-family")
+# [[prune]] options that make a `reduced` entry match another entry's pruned cost, and the cost each one matches
+MATCH_OPTIONS = {"match_macs_of": "macs", "match_params_of": "params"}
 
 
 @dataclass
@@ -59,9 +61,17 @@ class PruneSpec:
         return f"{self.method}-{amount}" + (f"-round{self.round_to}" if self.round_to else "")
 
     @property
+    def match(self) -> tuple[str, str] | None:
+        """(label, "macs" | "params") when a `reduced` entry says ``match_macs_of`` / ``match_params_of``."""
+        for key, metric in MATCH_OPTIONS.items():
+            if self.options.get(key):
+                return str(self.options[key]), metric
+        return None
+
+    @property
     def match_of(self) -> str | None:
-        """The label a `reduced` entry matches in cost (options match_macs_of / match_params_of), if any."""
-        return self.options.get("match_macs_of") or self.options.get("match_params_of") or None
+        """The label a `reduced` entry matches in cost, if any."""
+        return self.match[0] if self.match else None
 
 
 @dataclass

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
-from prunebench.config import EXTRA_REGIMES  # noqa: F401  (the names live with the plan's other regimes)
 from prunebench.errors import PrunebenchError
 from prunebench.io import load_state, read_json, write_json
 from prunebench.models import build_model, reinitialize
@@ -54,14 +53,6 @@ LOTTERY = (("lottery-lr0.1", "original", 0.1), ("lottery-lr0.01", "original", 0.
 SCRATCH_ONLY_METHODS = frozenset({"reduced"})
 DEFAULT_SCALE_FACTORS = (0.5, 0.75, 1.25)
 KEPT_FILE = "kept.json"
-
-
-def match_label(spec: "PruneSpec") -> tuple[str, str] | None:
-    """(label, "macs" | "params") when a `reduced` entry says ``match_macs_of`` / ``match_params_of``."""
-    for key, metric in (("match_macs_of", "macs"), ("match_params_of", "params")):
-        if spec.options.get(key):
-            return str(spec.options[key]), metric
-    return None
 
 
 # ------------------------------------------------------------------------------------------------ surviving channels

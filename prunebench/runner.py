@@ -36,14 +36,14 @@ from prunebench.bench.alignment import misaligned_layers
 from prunebench.bench.harness import HarnessConfig, measure
 from prunebench.bench.onnx_export import export_and_verify
 from prunebench.bench.runtimes import Target
-from prunebench.config import ExperimentConfig, PruneSpec
+from prunebench.config import EXTRA_REGIMES, MATCH_OPTIONS, ExperimentConfig, PruneSpec
 from prunebench.data import DataBundle, eval_batches, load_data
 from prunebench.errors import PrunebenchError
 from prunebench.io import load_state, read_json, save_state, write_json
 from prunebench.models import build_model, reinitialize
 from prunebench.pruning import get_method, prune_model
 from prunebench.pruning.base import architecture_of, load_pruned, save_pruned
-from prunebench.regimes_extra import EXTRA_REGIMES, SCRATCH_ONLY_METHODS, match_label, run_extra_regime, save_kept
+from prunebench.regimes_extra import SCRATCH_ONLY_METHODS, run_extra_regime, save_kept
 from prunebench.report import write_report
 from prunebench.training import TrainConfig, evaluate, finetune_config, scratch_b_epochs, train
 
@@ -200,7 +200,7 @@ class Runner:
         before = flops.count(model, shape)
         calibration = _calibration(self.data) if get_method(spec.method).needs_data else None
         ratio, options, matched = spec.ratio, dict(spec.options), {}
-        if spec.method == "reduced" and match_label(spec):  # the other entry's pruned MACs/params as the target
+        if spec.method == "reduced" and spec.match:  # the other entry's pruned MACs/params as the target
             ratio, options, matched = self._matched_target(seed, spec, before)
         source_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         t0 = time.perf_counter()
@@ -226,14 +226,14 @@ class Runner:
 
     def _matched_target(self, seed: int, spec: PruneSpec, before: Any) -> tuple[float, dict[str, Any], dict[str, Any]]:
         """(ratio, options, record) making `reduced` match another entry's pruned MACs (or params)."""
-        label, metric = match_label(spec)
+        label, metric = spec.match  # type: ignore[misc]
         rec_path = self.out / f"seed{seed}" / label / "pruned" / "prune.json"
         if not rec_path.exists():
             raise PrunebenchError(f"[[prune]] {spec.label}: {label!r} has not been pruned; list it before this entry")
         rec = read_json(rec_path)
         other = rec.get("after_nonzero", rec["after"])  # a masked (unstructured) entry: what survives its mask
         ratio = 1.0 - other[metric] / getattr(before, metric)
-        options = {k: v for k, v in spec.options.items() if k not in ("match_macs_of", "match_params_of")}
+        options = {k: v for k, v in spec.options.items() if k not in MATCH_OPTIONS}
         return ratio, {**options, "match": metric}, {"matched": {"label": label, "metric": metric,
                                                                  "target": other[metric]}}
 

@@ -41,6 +41,17 @@ def _hand_set_vgg19(seed=0):
     return m, small, total
 
 
+def _resnet56_random_gammas(seed):
+    """ResNet-56 with every BN γ uniform in [0, 1) from a seeded generator."""
+    torch.manual_seed(seed)
+    m = build_model("resnet56")
+    g = torch.Generator().manual_seed(seed)
+    for x in m.modules():
+        if isinstance(x, nn.BatchNorm2d):
+            x.weight.data = torch.rand(x.num_features, generator=g)
+    return m
+
+
 def test_global_threshold_removes_exactly_the_small_gammas():
     m, small, total = _hand_set_vgg19()
     ref = {k: v.detach().clone() for k, v in m.state_dict().items()}
@@ -101,13 +112,7 @@ def test_untrained_equal_gammas_hit_the_floor_everywhere_with_a_warning():
 
 def test_resnet56_random_gammas_reduce_macs_as_asked_and_deterministically():
     def run():
-        torch.manual_seed(3)
-        m = build_model("resnet56")
-        g = torch.Generator().manual_seed(3)
-        for x in m.modules():
-            if isinstance(x, nn.BatchNorm2d):
-                x.weight.data = torch.rand(x.num_features, generator=g)
-        return prune_model(m, "resnet56", 10, "network-slimming", ratio=0.4)
+        return prune_model(_resnet56_random_gammas(3), "resnet56", 10, "network-slimming", ratio=0.4)
 
     (m1, a1), (m2, a2) = run(), run()
     assert a1.widths == a2.widths
@@ -260,12 +265,7 @@ def test_ratio_out_of_range_is_a_clear_error():
 
 def test_macs_budget_hits_the_uniform_plans_macs_removing_lowest_gammas_first():
     """budget="macs": the same global |γ| order, as many channels as reach the uniform plan's MACs (and no more)."""
-    torch.manual_seed(4)
-    m = build_model("resnet56")
-    g = torch.Generator().manual_seed(4)
-    for x in m.modules():
-        if isinstance(x, nn.BatchNorm2d):
-            x.weight.data = torch.rand(x.num_features, generator=g)
+    m = _resnet56_random_gammas(4)
     target = flops.count(prune_model(build_model("resnet56"), "resnet56", 10, "l1-norm", ratio=0.5)[0], (3, 32, 32)).macs
     scores = channel_scores(m, "resnet56")
     pruned, arch = prune_model(m, "resnet56", 10, "network-slimming", ratio=0.5, options={"budget": "macs"})

@@ -38,7 +38,9 @@ import torch.nn.functional as F
 import torch_pruning as tp
 
 from prunebench.errors import PrunebenchError
-from prunebench.pruning.base import Importance, prunable_widths, round_widths, slim_to_widths
+from prunebench.pruning.base import (
+    Importance, _out_channels, _out_pruning_fn, prunable_widths, round_widths, slim_to_widths,
+)
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import GLOBAL_BUDGETS, cost_of_widths, drop_lowest, global_order, global_widths_at_cost
@@ -112,13 +114,9 @@ def lamp_scores(model: nn.Module, example: torch.Tensor, names: list[str]) -> di
     imp = lamp_importance()
     with torch.enable_grad():
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        scores = {}
-        for name in names:
-            layer = modules[name]
-            fn = tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
-            n = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-            scores[name] = imp(dg.get_pruning_group(layer, fn, idxs=list(range(n)))).detach().flatten().float().cpu()
-    return scores
+        groups = {n: dg.get_pruning_group(modules[n], _out_pruning_fn(modules[n]),
+                                          idxs=list(range(_out_channels(modules[n])))) for n in names}
+    return {n: imp(g).detach().flatten().float().cpu() for n, g in groups.items()}
 
 
 def lamp_global_widths(model: nn.Module, example: torch.Tensor, targets: dict[str, int]) -> dict[str, int]:
@@ -144,7 +142,8 @@ def prune_lamp(request: PruneRequest) -> nn.Module:
             sol = global_widths_at_cost(request.model, request.model_name,
                                         lamp_scores(request.model, request.example, list(targets)), target)
             request.notes["lamp"] = {"budget": "macs", "target_macs": int(target), "macs": sol.cost,
-                                     "channels_removed": int(sol.multiplier), "clamped": sol.clamped}
+                                     "channels_removed": sum(original.values()) - sum(sol.widths.values()),
+                                     "clamped": sol.clamped}
             targets = sol.widths
         else:
             targets = lamp_global_widths(request.model, request.example, targets)

@@ -100,10 +100,14 @@ def channel_scores(model: nn.Module, model_name: str, example: torch.Tensor | No
 
 
 # --------------------------------------------------------------------------------------------------------- threshold
+def population_bns(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    """Every affine BatchNorm2d: the set the official scripts penalise (updateBN) and sort for the threshold."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine}
+
+
 def bn_population(model: nn.Module) -> torch.Tensor:
-    """|γ| of every affine BatchNorm2d: the set the official vggprune/resprune/denseprune scripts sort for the threshold."""
-    return torch.cat([m.weight.detach().abs().flatten().float().cpu() for m in model.modules()
-                      if isinstance(m, nn.BatchNorm2d) and m.affine])
+    """|γ| of every BN in ``population_bns``: what the percent counts."""
+    return torch.cat([m.weight.detach().abs().flatten().float().cpu() for m in population_bns(model).values()])
 
 
 def global_threshold(scores: dict[str, torch.Tensor], percent: float,
@@ -161,9 +165,10 @@ def prune(request: PruneRequest) -> nn.Module:
         target = cost_of_widths(request.model, request.model_name, request.target_widths())
         sol = global_widths_at_cost(request.model, request.model_name, scores, target)
         widths = sol.widths
+        before = sum(s.numel() for s in scores.values())
+        removed = before - sum(widths.values())
         notes = {"budget": "macs", "target_macs": int(target), "macs": sol.cost, "clamped": sol.clamped,
-                 "channels_before": sum(s.numel() for s in scores.values()), "channels_removed": int(sol.multiplier),
-                 "removed_fraction": round(sol.multiplier / sum(s.numel() for s in scores.values()), 6),
+                 "channels_before": before, "channels_removed": removed, "removed_fraction": round(removed / before, 6),
                  "floor_layers": sum(1 for n, w in widths.items() if w == 1 and scores[n].numel() > 1)}
     else:
         percent = request.ratio if request.ratio is not None else _percent_of(request.preset)  # type: ignore[arg-type]
@@ -219,7 +224,7 @@ def sparsity(model: nn.Module, options: dict[str, Any]) -> SlimmingHooks:
     default λ; the runner passes it) and optionally ``lambda``."""
     name = options.get("model")
     lam = float(options.get("lambda", default_lambda(name, model)))
-    return SlimmingHooks([n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine], lam)
+    return SlimmingHooks(list(population_bns(model)), lam)
 
 
 # --------------------------------------------------------------------------------------------------------- presets

@@ -212,7 +212,8 @@ def global_widths_at_cost(model: nn.Module, model_name: str, scores: Mapping[str
     Why: a global criterion (LAMP, network slimming) fixes *which* channels go first but not how many; to compare it
     with per-layer methods at one FLOPs target, the number removed is bisected until the slimmed model's MACs (params)
     reach the target. Cost is non-increasing in the count, so the search is exact; the result is re-counted on a built
-    copy. ``clamped``: even the one-channel floor everywhere does not reach the target."""
+    copy. ``clamped``: even the one-channel floor everywhere does not reach the target. The returned ``multiplier``
+    field holds the number of channels taken from ``order`` (there is no width multiplier here)."""
     if metric not in METRICS:
         raise PrunebenchError(f"budget metric must be one of {', '.join(METRICS)}, got {metric!r}")
     current = {n: torch.as_tensor(s).numel() for n, s in scores.items()}
