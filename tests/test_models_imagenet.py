@@ -64,7 +64,7 @@ def test_init_weights_reapplies() -> None:
                 p.fill_(0.123)
         reinitialize(model)
         conv = next(k for k in before if k.endswith("weight") and before[k].dim() == 4)
-        assert model.state_dict()[conv].std() == pytest.approx(before[conv].std(), rel=0.2)
+        assert model.state_dict()[conv].std().item() == pytest.approx(before[conv].std().item(), rel=0.2)
         assert not torch.equal(model.state_dict()[conv], before[conv])
 
 
