@@ -1,7 +1,8 @@
-"""The ``prunebench`` command: run | prune | list.
+"""The ``prunebench`` command: run | prune | list | bench | compare.
 
-Every field of the experiment dataclasses is also a flag of ``run`` (``--baseline-epochs``, ``--bench-threads``, …), so a
-TOML plan and the command line say the same things the same way. User errors print one line and exit 2.
+Every field of the plan is also a flag of ``run`` (``--baseline-epochs``, ``--bench-threads``, …) whose help comes from
+the field's own metadata (``prunebench.config``), so a TOML plan and the command line say the same things the same way.
+User errors print one line, ``error: <problem>; <fix>``, and exit 2. Building the parser imports no torch.
 """
 
 from __future__ import annotations
@@ -9,35 +10,56 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import typing
 from pathlib import Path
 from typing import Any, Sequence
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import help_text, key_of
 
 SECTIONS = ("baseline", "finetune", "scratch", "bench")
+Formatter = argparse.RawDescriptionHelpFormatter
 
 
 # ---------------------------------------------------------------------------------------------- dataclass -> flags
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+def _quickstart_value(path: tuple[str, ...]) -> Any:
+    from prunebench.config import QUICKSTART
+
+    node: Any = QUICKSTART
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return dataclasses.MISSING
+        node = node[part]
+    return node
+
+
+def _add_dataclass_flags(parser: argparse._ActionsContainer, cls: type, prefix: str = "") -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
         if prefix == "" and (f.name in SECTIONS or f.name == "prune"):
             continue
-        flag = "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")
-        dest = (prefix + "." if prefix else "") + f.name
+        tp = hints[f.name]
+        name = key_of(f)
+        flag = "--" + (prefix + "-" if prefix else "") + name.replace("_", "-")
+        dest = (prefix + "." if prefix else "") + name
         base, is_seq = _base_type(tp)
         kwargs: dict[str, Any] = {"dest": dest, "default": None}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = base
+            kwargs["metavar"] = name.upper().replace("-", "_")
             if is_seq:
                 kwargs["nargs"] = "+"
-        parser.add_argument(flag, help=f"{cls.__name__}.{f.name} ({_type_name(tp)})", **kwargs)
+        text = help_text(f)
+        quick = _quickstart_value(((prefix,) if prefix else ()) + (name,))
+        if quick is not dataclasses.MISSING:
+            shown = " ".join(map(str, quick)) if isinstance(quick, (list, tuple)) else quick
+            text = text[:-1] + f"; quickstart: {shown})" if text.endswith(")") else text + f" (quickstart: {shown})"
+        parser.add_argument(flag, help=text, **kwargs)
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -50,54 +72,70 @@ def _base_type(tp: Any) -> tuple[type, bool]:
     return tp, False
 
 
-def _type_name(tp: Any) -> str:
-    return str(tp).replace("typing.", "")
+def parse_option_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each VALUE read as a TOML value (``0.01``, ``true``, ``"macs"``; bare words are text)."""
+    from prunebench.config import tomllib
 
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out = {k: v for k, v in vars(args).items() if "." in k or k in _TOP_FIELDS}
-    if args.method or args.preset or args.ratio is not None:
-        if not args.method:
-            raise PrunebenchError("--preset/--ratio need --method (e.g. --method l1-norm)")
-        out["prune"] = [{"method": args.method, "preset": args.preset, "ratio": args.ratio, "round_to": args.round_to}]
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise PrunebenchError(f"--option takes KEY=VALUE, got {pair!r}; e.g. --option lambda=1e-4")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
     return out
 
 
-def _top_fields() -> set[str]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from prunebench.config import ExperimentConfig
 
-    return {f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in SECTIONS + ("prune",)}
-
-
-_TOP_FIELDS: set[str] = set()
+    top = {key_of(f) for f in dataclasses.fields(ExperimentConfig) if f.name not in SECTIONS + ("prune",)}
+    out = {k: v for k, v in vars(args).items() if "." in k or k in top}
+    if args.method or args.preset or args.ratio is not None or args.option or args.round_to is not None:
+        if not args.method:
+            raise PrunebenchError("--preset/--ratio/--round-to/--option need --method (e.g. --method l1-norm)")
+        out["prune"] = [{"method": args.method, "preset": args.preset, "ratio": args.ratio, "round_to": args.round_to,
+                         "options": parse_option_pairs(args.option)}]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from prunebench import distributed as dist
     from prunebench.config import load_config
-    from prunebench.runner import Runner
 
-    dist.init_from_env()
     cfg = load_config(args.config, _overrides(args))
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "quickstart")
-    Runner(cfg, out).run()
+    if args.dry_run:
+        from prunebench.pipeline.graph import build_graph
+        from prunebench.pipeline.plan import validate
+        from prunebench.pipeline.runner import describe
+
+        print(describe(build_graph(validate(cfg), out), out))
+        return 0
+    from prunebench.core import distributed as dist
+    from prunebench.pipeline.runner import Runner
+
+    dist.init_from_env()
+    Runner(cfg, out, rerun_changed=args.rerun_changed).run()
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     import torch
 
-    from prunebench.bench import flops
-    from prunebench.data import load_data
-    from prunebench.io import load_state
+    from prunebench.core.io import load_state
+    from prunebench.data import calibration_batches, load_data
+    from prunebench.metrics import flops
     from prunebench.models import build_model, get_model_spec
     from prunebench.pruning import get_method, prune_model
     from prunebench.pruning.base import load_pruned, save_pruned
-    from prunebench.runner import _calibration
 
     spec = get_model_spec(args.model)
     method = get_method(args.method)
+    options = method.parse_options(parse_option_pairs(args.option))   # before any work
     if args.checkpoint and Path(args.checkpoint).is_dir():
         arch, model = load_pruned(args.checkpoint)
         if arch.model != args.model:
@@ -116,12 +154,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if not args.data:
             raise PrunebenchError(f"{args.method} needs data: pass --data (imagefolder:PATH, cifar10 or synthetic)")
         data = load_data(args.data, args.data_root, train_subset=args.calibration_samples)
-        calibration = _calibration(data, batches=max(1, args.calibration_samples // 64))
+        calibration = calibration_batches(data, batches=max(1, args.calibration_samples // 64))
     before = flops.count(model, spec.input_shape)
     nz_before = None if method.structured else flops.count_nonzero(model, spec.input_shape)
     t0 = time.perf_counter()
     pruned, arch = prune_model(model, args.model, args.num_classes, args.method, preset=args.preset, ratio=args.ratio,
-                               round_to=args.round_to, calibration=calibration, seed=args.seed)
+                               round_to=args.round_to, calibration=calibration, seed=args.seed, options=options)
     seconds = time.perf_counter() - t0
     after = flops.count(pruned, spec.input_shape)
     if args.out:
@@ -167,13 +205,32 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from prunebench.core.params import describe
     from prunebench.models import MODELS
     from prunebench.pruning import METHODS
+    from prunebench.regimes import REGIMES
 
+    if args.method:
+        m = METHODS.get(args.method)
+        phase = "yes (sparsity training before the prune)" if m.sparsity else "no"
+        print(f"{m.name}: {m.summary}\n\nneeds data: {'yes' if m.needs_data else 'no'}; own training phase: {phase}; "
+              f"{'structured (slims channels)' if m.structured else 'unstructured (masks, dense shapes)'}"
+              f"{'; trained from scratch only' if m.scratch_only else ''}\n")
+        rows = describe(m.options)
+        print("Options (plan: options = {KEY = VALUE}; CLI: --option KEY=VALUE)\n"
+              + (tabulate(rows, headers=["key", "type", "meaning (default)"], tablefmt="simple",
+                          maxcolwidths=[None, None, 90]) if rows else "none"))
+        presets = [[p.model, p.name, p.title] for p in m.presets]
+        print("\nPresets (--preset NAME with --model MODEL)\n"
+              + (tabulate(presets, headers=["model", "preset", "paper name"], tablefmt="simple") if presets else "none"))
+        return 0
     rows = [[n, MODELS.get(n).family, MODELS.get(n).description] for n in MODELS]
     print("Models\n" + tabulate(rows, headers=["name", "family", "description"], tablefmt="simple") + "\n")
     rows = [[n, METHODS.get(n).summary] for n in METHODS]
-    print("Methods\n" + tabulate(rows, headers=["name", "summary"], tablefmt="simple", maxcolwidths=[None, 90]) + "\n")
+    print("Methods (prunebench list --method NAME: options and presets)\n"
+          + tabulate(rows, headers=["name", "summary"], tablefmt="simple", maxcolwidths=[None, 90]) + "\n")
+    rows = [[n, REGIMES.get(n).summary] for n in REGIMES]
+    print("Regimes (plan: regimes = [...])\n" + tabulate(rows, headers=["name", "summary"], tablefmt="simple") + "\n")
     rows = [[n, p.model, p.name, p.title, f"{100 * p.paper_macs_reduction:.1f} %" if p.paper_macs_reduction else "—"]
             for n in METHODS for p in METHODS.get(n).presets]
     print("Presets (use --preset NAME with --model MODEL)\n"
@@ -194,60 +251,102 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parser
+RUN_EXAMPLES = """examples:
+  prunebench run --data imagefolder:../shared/datasets/cifar10-jpeg.tar.gz     the quickstart
+  prunebench run reports/plans/resnet56-methods.toml --dry-run                 the stages, what is done, epochs to train
+  prunebench run plan.toml --out runs/r56 --baseline-epochs 20 --method l1-norm --preset A
+  prunebench run plan.toml --out runs/r56 --finetune-lr 0.01 --rerun-changed   recompute what the change affects"""
+
+PRUNE_EXAMPLES = """examples:
+  prunebench prune --model resnet56 --method l1-norm --preset B --json
+  prunebench prune --model vgg16 --ratio 0.5 --round-to 8 --checkpoint dense.pt --out pruned/
+  prunebench prune --model resnet56 --method network-slimming --ratio 0.4 --option budget=macs"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from prunebench.config import BenchConfig, ExperimentConfig, FinetuneConfig, ScratchConfig
-    from prunebench.training import TrainConfig
+    from prunebench.bench import arguments as bench_arguments
+    from prunebench.bench import compare as _compare
+    from prunebench.config import BenchConfig, ExperimentConfig, FinetuneConfig, ScratchConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="prunebench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a plan (TOML) or, with no config, the built-in quickstart")
-    run.add_argument("config", nargs="?", help="experiment plan (TOML); omit for the quickstart")
-    run.add_argument("--out", help="output directory (default runs/<config name> or runs/quickstart); rerun to resume")
-    _add_dataclass_flags(run, ExperimentConfig)
+    run = sub.add_parser("run", help="run a plan (TOML) or, with no plan, the built-in quickstart",
+                         description="Train the baseline, prune, train each regime's variants, export, measure and "
+                                     "report. Every flag overrides the plan's field of the same name; rerun the same "
+                                     "command to resume.", epilog=RUN_EXAMPLES, formatter_class=Formatter)
+    run.add_argument("config", nargs="?", metavar="PLAN", help="experiment plan (TOML); omit for the quickstart")
+    run.add_argument("--out", help="run directory (default: runs/<plan name>, or runs/quickstart)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the stages, which are done, pending or stale, and the epochs to train; run nothing "
+                          "(default: off)")
+    run.add_argument("--rerun-changed", action="store_true",
+                     help="recompute finished stages whose plan fields changed (default: off: such a run stops and "
+                          "names them)")
+    top = run.add_argument_group("plan fields")
+    _add_dataclass_flags(top, ExperimentConfig)
     for section, cls in (("baseline", TrainConfig), ("finetune", FinetuneConfig), ("scratch", ScratchConfig),
                          ("bench", BenchConfig)):
-        _add_dataclass_flags(run, cls, section)
-    run.add_argument("--method", help="replace the plan's [[prune]] list by this one method")
-    run.add_argument("--preset", help="with --method: a paper preset")
-    run.add_argument("--ratio", type=float, help="with --method: uniform fraction of channels removed per layer")
-    run.add_argument("--round-to", type=int, help="with --method: round kept widths up to a multiple of this")
+        _add_dataclass_flags(run.add_argument_group(f"[{section}]"), cls, section)
+    one = run.add_argument_group("one [[prune]] entry instead of the plan's list")
+    one.add_argument("--method", help="pruning method (see `prunebench list`; default: the plan's entries)")
+    one.add_argument("--preset", help="with --method: a paper preset of the method for the model (default: none)")
+    one.add_argument("--ratio", type=float, help="with --method: how much to prune, in [0, 1); meaning per method: "
+                                                 "`prunebench list` (default: none)")
+    one.add_argument("--round-to", type=int, metavar="N",
+                     help="with --method: round kept widths up to a multiple of N channels (default: no rounding)")
+    one.add_argument("--option", action="append", metavar="KEY=VALUE",
+                     help="with --method: a method option, repeatable (see `prunebench list --method NAME`; "
+                          "default: none)")
     run.set_defaults(func=cmd_run)
 
-    pr = sub.add_parser("prune", help="prune a model without training; print sizes and widths")
-    pr.add_argument("--model", required=True)
-    pr.add_argument("--method", default="l1-norm")
+    pr = sub.add_parser("prune", help="prune a model without training; print sizes and widths",
+                        description="Prune a dense (or already pruned) model once and report MACs, params and widths.",
+                        epilog=PRUNE_EXAMPLES, formatter_class=Formatter)
+    pr.add_argument("--model", required=True, help="registered model (see `prunebench list`; required)")
+    pr.add_argument("--method", default="l1-norm", help="pruning method (see `prunebench list`; default: l1-norm)")
     amount = pr.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--preset", help="a paper preset (see prunebench list)")
-    amount.add_argument("--ratio", type=float, help="fraction of channels removed from every prunable layer")
-    pr.add_argument("--round-to", type=int, help="round kept widths up to a multiple of this (8/16 for fast kernels)")
-    pr.add_argument("--checkpoint", help="trained dense state_dict (.pt), or a prunebench model directory")
-    pr.add_argument("--num-classes", type=int, default=10)
-    pr.add_argument("--data", help="dataset for data-driven methods (imagefolder:PATH, cifar10, synthetic)")
-    pr.add_argument("--data-root")
-    pr.add_argument("--calibration-samples", type=int, default=256)
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--out", help="directory to save the pruned model (arch.json + model.pt)")
-    pr.add_argument("--json", action="store_true", help="print JSON")
+    amount.add_argument("--preset", help="a paper preset of the method for the model (see `prunebench list`); no "
+                                         "default: give --preset or --ratio")
+    amount.add_argument("--ratio", type=float, help="how much to prune, in [0, 1); its meaning per method: "
+                                                    "`prunebench list`; no default: give --preset or --ratio")
+    pr.add_argument("--round-to", type=int, metavar="N",
+                    help="round kept widths up to a multiple of N channels; 8/16 suit fast kernels (default: none)")
+    pr.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="a method option, repeatable (see `prunebench list --method NAME`; default: none)")
+    pr.add_argument("--checkpoint", help="trained dense state_dict (.pt), or a prunebench model directory "
+                                         "(default: a freshly initialised model)")
+    pr.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default: 10)")
+    pr.add_argument("--data", help="dataset for data-driven methods: imagefolder:PATH, cifar10 or synthetic "
+                                   "(default: none)")
+    pr.add_argument("--data-root", help="where torchvision datasets live (default: the cache)")
+    pr.add_argument("--calibration-samples", type=int, default=256,
+                    help="training images the data-driven methods see [images] (default: 256)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the init and of random choices (default: 0)")
+    pr.add_argument("--out", help="directory to save the pruned model, arch.json + model.pt (default: not saved)")
+    pr.add_argument("--json", action="store_true", help="print JSON instead of a line (default: off)")
     pr.set_defaults(func=cmd_prune)
 
-    ls = sub.add_parser("list", help="models, methods and presets")
+    ls = sub.add_parser("list", help="models, methods, regimes and presets",
+                        epilog="examples:\n  prunebench list\n  prunebench list --method network-slimming",
+                        formatter_class=Formatter)
+    ls.add_argument("--method", help="show one method's options (meaning, type, default) and presets (default: all, "
+                                     "briefly)")
     ls.set_defaults(func=cmd_list)
 
-    from prunebench.bench import compare as _compare, standalone as _standalone
-
-    bn = sub.add_parser("bench", help="time an .onnx file, model directory or run directory on every runtime")
-    _standalone.add_arguments(bn)
+    bn = sub.add_parser("bench", help="time an .onnx file, model directory or run directory on every runtime",
+                        epilog=bench_arguments.EXAMPLES, formatter_class=Formatter)
+    bench_arguments.add_arguments(bn)
     bn.set_defaults(func=cmd_bench)
-    cp = sub.add_parser("compare", help="CI gate: compare two results.json / bench --json files; exit 1 on regression")
+    cp = sub.add_parser("compare", help="CI gate: compare two results.json / bench --json files; exit 1 on regression",
+                        epilog="examples:\n  prunebench compare base/results.json new/results.json --markdown summary.md",
+                        formatter_class=Formatter)
     _compare.add_arguments(cp)
     cp.set_defaults(func=cmd_compare)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global _TOP_FIELDS
-    _TOP_FIELDS = _top_fields()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -257,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished stages are saved; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `prunebench list | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

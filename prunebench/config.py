@@ -9,47 +9,91 @@ TOML layout (every key optional; unknown keys are an error that lists the valid 
     [baseline]                    # TrainConfig: epochs, lr, momentum, weight_decay, batch_size, milestones, gamma, ...
     epochs = 160
     [finetune]                    # FinetuneConfig: epochs, lr
-    [scratch]                     # ScratchConfig: b_max_epochs
+    [scratch]                     # ScratchConfig: b_max_epochs, scale_factors
     [bench]                       # BenchConfig: batch_sizes, threads, repeats, warmup, devices, runtimes
     [[prune]]                     # one table per method/preset/ratio to compare
     method = "l1-norm"
     preset = "B"
+
+Every field's meaning, unit and default live in its :func:`~prunebench.core.params.param` metadata: the CLI's ``--help``
+is generated from it. This module checks what can be checked without the registries (types, ranges, duplicates);
+``prunebench.pipeline.plan`` checks names against them (models, methods, presets, options, regimes, runtimes). Neither
+imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from prunebench.errors import PrunebenchError
-from prunebench.training import TrainConfig
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import from_mapping, param, to_mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-REGIMES = ("finetune", "scratch-e", "scratch-b")
-# Opt-in regimes (prunebench/regimes_extra.py): "lottery" = original init vs random init at lr 0.1 / 0.01;
-# "scale-family" = the pruned width profile scaled to [scratch] scale_factors × its MACs, each trained from scratch.
-EXTRA_REGIMES = ("lottery", "scale-family")
 # [[prune]] options that make a `reduced` entry match another entry's pruned cost, and the cost each one matches
 MATCH_OPTIONS = {"match_macs_of": "macs", "match_params_of": "params"}
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass
+class TrainConfig:
+    """One training recipe (defaults: the paper's CIFAR baseline, SGD 0.1 / 160 epochs / ×0.1 at 50 % and 75 %)."""
+
+    epochs: int = param(160, "training epochs", unit="epochs")
+    lr: float = param(0.1, "initial learning rate (SGD)")
+    momentum: float = param(0.9, "SGD momentum")
+    weight_decay: float = param(1e-4, "L2 weight decay")
+    batch_size: int = param(64, "images per training step (per process under torchrun)", unit="images")
+    milestones: tuple[float, ...] = param((0.5, 0.75), "fractions of the epochs at which the lr is multiplied by gamma")
+    gamma: float = param(0.1, "lr factor at each milestone")
+    nesterov: bool = param(False, "Nesterov momentum")
+    amp: bool = param(True, "bf16 autocast on CUDA (ignored on CPU)")
+    num_workers: int = param(0, "DataLoader worker processes", unit="processes")
+
+    def milestone_epochs(self) -> list[int]:
+        return sorted({int(self.epochs * m) for m in self.milestones if 0 < int(self.epochs * m) < self.epochs})
+
+    def problems(self, section: str) -> list[str]:
+        out = []
+        if self.epochs < 1:
+            out.append(f"{section}.epochs must be ≥ 1, got {self.epochs}")
+        if not self.lr > 0:
+            out.append(f"{section}.lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            out.append(f"{section}.batch_size must be ≥ 1, got {self.batch_size}")
+        if not 0 <= self.momentum < 1:
+            out.append(f"{section}.momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            out.append(f"{section}.weight_decay must be ≥ 0, got {self.weight_decay}")
+        if not self.gamma > 0:
+            out.append(f"{section}.gamma must be > 0, got {self.gamma}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            out.append(f"{section}.milestones must be fractions in (0, 1), got {list(self.milestones)}")
+        if self.num_workers < 0:
+            out.append(f"{section}.num_workers must be ≥ 0, got {self.num_workers}")
+        return out
 
 
 @dataclass
 class PruneSpec:
-    method: str = "l1-norm"
-    preset: str | None = None
-    ratio: float | None = None
-    round_to: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)   # method-specific knobs (e.g. sparsity λ), free-form
-    name: str | None = None                                  # label override (two entries differing only in options)
+    """One [[prune]] entry: a method and how much it prunes."""
+
+    method: str = param("l1-norm", "pruning method (see `prunebench list`)")
+    preset: str | None = param(None, "a paper preset of the method for the model (see `prunebench list`)")
+    ratio: float | None = param(None, "how much to prune, in [0, 1); its meaning per method: `prunebench list`")
+    round_to: int | None = param(None, "round kept widths up to a multiple of this (8 or 16 suit fast kernels)",
+                                 unit="channels")
+    options: dict[str, Any] = param(help="method options (`prunebench list --method NAME` lists them)",
+                                    default_factory=dict)
+    name: str | None = param(None, "label override (two entries that differ only in options)")
 
     @property
     def label(self) -> str:
@@ -73,81 +117,148 @@ class PruneSpec:
         """The label a `reduced` entry matches in cost, if any."""
         return self.match[0] if self.match else None
 
+    def problems(self, where: str) -> list[str]:
+        out = []
+        if self.match_of is None and (self.preset is None) == (self.ratio is None):
+            out.append(f"{where}: give exactly one of preset or ratio")
+        if self.ratio is not None and not 0 <= self.ratio < 1:
+            out.append(f"{where}: ratio must be in [0, 1), got {self.ratio}")
+        if self.round_to is not None and self.round_to < 1:
+            out.append(f"{where}: round_to must be ≥ 1, got {self.round_to}")
+        return out
+
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 40
-    lr: float = 0.001
+    """The paper's fine-tuning: inherited weights, constant lr."""
+
+    epochs: int = param(40, "fine-tuning epochs", unit="epochs")
+    lr: float = param(0.001, "constant fine-tuning learning rate")
+
+    def problems(self) -> list[str]:
+        out = [] if self.epochs >= 1 else [f"finetune.epochs must be ≥ 1, got {self.epochs}"]
+        return out + ([] if self.lr > 0 else [f"finetune.lr must be > 0, got {self.lr}"])
 
 
 @dataclass
 class ScratchConfig:
-    b_max_epochs: int | None = None   # cap on Scratch-B epochs (the paper caps only ImageNet)
-    scale_factors: tuple[float, ...] = (0.5, 0.75, 1.25)   # regime scale-family: members at these × the pruned MACs
+    """Training from scratch (Scratch-E / Scratch-B and the scale family)."""
+
+    b_max_epochs: int | None = param(None, "cap on Scratch-B epochs (the paper caps only ImageNet)", unit="epochs")
+    scale_factors: tuple[float, ...] = param((0.5, 0.75, 1.25), "regime scale-family: members at these × the pruned "
+                                             "model's MACs")
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.b_max_epochs is not None and self.b_max_epochs < 1:
+            out.append(f"scratch.b_max_epochs must be ≥ 1, got {self.b_max_epochs}")
+        if any(not f > 0 for f in self.scale_factors):
+            out.append(f"scratch.scale_factors must be > 0, got {list(self.scale_factors)}")
+        return out
 
 
 @dataclass
 class BenchConfig:
-    batch_sizes: tuple[int, ...] = (1, 64)
-    threads: int = 1
-    warmup: int = 10
-    repeats: int = 50
-    devices: tuple[str, ...] = ("cpu", "cuda")          # cuda is skipped (with the reason) where there is no GPU
-    runtimes: tuple[str, ...] = ("pytorch", "onnxruntime")
+    """Latency measurement (prunebench.bench.harness): every variant of a seed, interleaved."""
+
+    batch_sizes: tuple[int, ...] = param((1, 64), "batch sizes to time", unit="images")
+    threads: int = param(1, "CPU threads (torch.set_num_threads; ONNX Runtime intra-op)", unit="threads")
+    warmup: int = param(10, "minimum warm-up calls per variant (warm-up continues until stable)", unit="calls")
+    repeats: int = param(50, "interleaved timing rounds at batch ≤ 8 (fewer at large batch, never below 10)",
+                         unit="rounds")
+    devices: tuple[str, ...] = param(("cpu", "cuda"), "devices to time on; cuda is skipped (with the reason) where "
+                                     "there is no GPU")
+    runtimes: tuple[str, ...] = param(("pytorch", "onnxruntime"), "runtimes to time (see `prunebench bench --help`)")
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            out.append(f"bench.batch_sizes must be ≥ 1, got {list(self.batch_sizes)}")
+        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+            out.append(f"bench.batch_sizes lists a batch size twice: {list(self.batch_sizes)}")
+        for name in ("threads", "repeats"):
+            if getattr(self, name) < 1:
+                out.append(f"bench.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            out.append(f"bench.warmup must be ≥ 0, got {self.warmup}")
+        bad = [d for d in self.devices if d not in ("cpu", "cuda")]
+        if bad or not self.devices:
+            out.append(f"bench.devices takes cpu and/or cuda, got {list(self.devices)}")
+        if not self.runtimes:
+            out.append("bench.runtimes is empty; name at least one runtime")
+        return out
 
 
 @dataclass
 class ExperimentConfig:
-    model: str = "resnet56"
-    data: str = "cifar10"
-    data_root: str | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
-    seeds: tuple[int, ...] = (0,)
-    device: str = "auto"
-    regimes: tuple[str, ...] = REGIMES
-    baseline_checkpoint: str | None = None   # a trained dense state_dict: skip baseline training
-    baseline: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    scratch: ScratchConfig = field(default_factory=ScratchConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
-    prune: list[PruneSpec] = field(default_factory=lambda: [PruneSpec("l1-norm", preset="B")])
+    """The whole plan."""
+
+    model: str = param("resnet56", "registered model (see `prunebench list`)")
+    data: str = param("cifar10", "dataset: cifar10, cifar100, imagefolder:PATH (a folder or .tar.gz) or "
+                                 "synthetic[:TRAIN,TEST]")
+    data_root: str | None = param(None, "where torchvision datasets live or are downloaded to (default: the cache)")
+    train_subset: int | None = param(None, "use this many training images (a fixed random subset)", unit="images")
+    test_subset: int | None = param(None, "use this many test images (a fixed random subset)", unit="images")
+    seeds: tuple[int, ...] = param((0,), "seeds; each trains the whole protocol once")
+    device: str = param("auto", "training device: auto, cpu, cuda or cuda:N")
+    regimes: tuple[str, ...] = param(("finetune", "scratch-e", "scratch-b"), "how each pruned model is trained "
+                                     "(see `prunebench list`)")
+    baseline_checkpoint: str | None = param(None, "a trained dense state_dict (.pt): skip baseline training")
+    baseline: TrainConfig = param(help="[baseline] recipe", default_factory=TrainConfig)
+    finetune: FinetuneConfig = param(help="[finetune] recipe", default_factory=FinetuneConfig)
+    scratch: ScratchConfig = param(help="[scratch] settings", default_factory=ScratchConfig)
+    bench: BenchConfig = param(help="[bench] latency settings", default_factory=BenchConfig)
+    prune: list[PruneSpec] = param(help="[[prune]] entries", default_factory=lambda: [PruneSpec("l1-norm", preset="B")])
+
+    def problems(self) -> list[str]:
+        """Everything wrong with the plan that needs no registry (all of it, not just the first)."""
+        out = []
+        if not DEVICE_PATTERN.match(self.device):
+            out.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                out.append(f"{name} must be ≥ 1, got {value}")
+        if not self.seeds:
+            out.append("seeds is empty; give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            out.append(f"seeds lists a seed twice: {list(self.seeds)}")
+        if len(set(self.regimes)) != len(self.regimes):
+            out.append(f"regimes lists a regime twice: {list(self.regimes)}")
+        if self.baseline_checkpoint is None:
+            out += self.baseline.problems("baseline")
+        else:
+            out += [p for p in self.baseline.problems("baseline") if not p.startswith("baseline.epochs")]
+        out += self.finetune.problems() + self.scratch.problems() + self.bench.problems()
+        if not self.prune:
+            out.append("the plan has no [[prune]] entry; add one (e.g. method = \"l1-norm\", ratio = 0.5)")
+        for i, p in enumerate(self.prune):
+            out += p.problems(f"[[prune]] #{i + 1} ({p.method})")
+        labels = [p.label for p in self.prune if p.match_of or (p.preset is None) != (p.ratio is None)]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            out.append(f"two [[prune]] entries have the label {dup[0]!r}; remove the duplicate or set name = \"…\"")
+        return out
 
     def validate(self) -> "ExperimentConfig":
-        from prunebench.models import MODELS
-        from prunebench.pruning import METHODS
-
-        MODELS.get(self.model)
-        bad = [r for r in self.regimes if r not in REGIMES + EXTRA_REGIMES]
-        if bad:
-            raise PrunebenchError(f"unknown regime {bad[0]!r}; choose from {', '.join(REGIMES + EXTRA_REGIMES)}")
-        if not self.prune:
-            raise PrunebenchError("the plan has no [[prune]] entry; add one (e.g. method = \"l1-norm\", ratio = 0.5)")
-        for p in self.prune:
-            METHODS.get(p.method)
-            if p.match_of is not None:  # `reduced` at another entry's cost: that entry must come first
-                earlier = [q.label for q in self.prune[:self.prune.index(p)]]
-                if p.method != "reduced" or p.match_of not in earlier or p.preset is not None or p.ratio is not None:
-                    raise PrunebenchError(f"[[prune]] {p.method}: match_macs_of/match_params_of is for method = "
-                                          f"\"reduced\" without preset/ratio, naming an earlier entry's label "
-                                          f"(earlier: {', '.join(earlier) or 'none'})")
-                continue
-            if (p.preset is None) == (p.ratio is None):
-                raise PrunebenchError(f"[[prune]] {p.method}: give exactly one of preset or ratio")
-        labels = [p.label for p in self.prune]
-        if len(set(labels)) != len(labels):
-            raise PrunebenchError("two [[prune]] entries are identical; remove the duplicate")
-        if not self.seeds:
-            raise PrunebenchError("seeds is empty; give at least one seed")
+        raise_problems(self.problems())
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def raise_problems(problems: list[str]) -> None:
+    """One line for all of them: ``error: the plan has N problems: a; b; c``."""
+    if len(problems) == 1:
+        raise PrunebenchError(problems[0])
+    if problems:
+        raise PrunebenchError(f"the plan has {len(problems)} problems: " + "; ".join(problems))
+
+
 QUICKSTART: dict[str, Any] = {
     # CIFAR-10, ResNet-20, L1-norm halving every block's inner width, all four variants; sized so that the whole run ends
-    # in under 15 minutes on a 2-core CPU (reports/quickstart: 7.6 min on a quiet machine).
+    # in under 15 minutes on a 2-core CPU (reports/quickstart holds the measured time).
     "model": "resnet20",
     "data": "cifar10",
     "train_subset": 8000,
@@ -161,44 +272,8 @@ QUICKSTART: dict[str, Any] = {
 
 
 def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are one-line errors.
-
-    ``path`` is the TOML section ("" for the top level, "baseline" for [baseline]) used in messages."""
-    where = f"[{path}]" if path else "config"
-    if not isinstance(data, Mapping):
-        raise PrunebenchError(f"{where} must be a table, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in names:
-            raise PrunebenchError(f"unknown key {key!r} in {where}; valid keys: {', '.join(names)}")
-        kwargs[name] = _coerce(hints[name], value, f"{path}.{key}" if path else key)
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if dataclasses.is_dataclass(tp):
-        return value if isinstance(value, tp) else from_dict(tp, value, where)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        item = args[0] if args else Any
-        items = [_coerce(item, v, where) for v in value]
-        return tuple(items) if origin is tuple else items
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise PrunebenchError(f"{where} must be {tp.__name__}, got {value!r}")
-    return value
+    """Build dataclass ``cls`` from a mapping (``path``: the TOML section, "" for the top level)."""
+    return from_mapping(cls, data, path)
 
 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
@@ -208,11 +283,15 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     else:
         p = Path(path)
         if not p.exists():
-            raise PrunebenchError(f"config file not found: {p}")
+            raise PrunebenchError(f"plan file not found: {p}; give the path of a TOML plan (or none for the quickstart)")
+        if p.is_dir():
+            raise PrunebenchError(f"{p} is a directory, not a plan; give a TOML file (reports/plans/ has examples)")
         try:
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
-            raise PrunebenchError(f"{p} is not valid TOML: {e}") from None
+            raise PrunebenchError(f"{p} is not valid TOML: {e}; fix the file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise PrunebenchError(f"cannot read {p}: {e}; give a readable UTF-8 TOML file") from None
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -221,7 +300,12 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return from_dict(ExperimentConfig, data).validate()
+    return from_mapping(ExperimentConfig, data).validate()
+
+
+def plan_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The plan as TOML keys (tuples as lists): what config.json holds."""
+    return to_mapping(cfg) | {"prune": [to_mapping(p) for p in cfg.prune]}
 
 
 def _deep_copy(d: Any) -> Any:

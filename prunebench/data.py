@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from prunebench.errors import PrunebenchError
-from prunebench.io import load_state, save_state
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import load_state, save_state
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -109,6 +109,17 @@ def train_loader(bundle: DataBundle, batch_size: int, seed: int, epoch: int, num
         sampler=sampler, generator=generator, num_workers=num_workers, drop_last=False,
         persistent_workers=False,
     )
+
+
+def calibration_batches(bundle: DataBundle, batches: int = 4, batch_size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``batches`` training batches in fixed order, normalised, without augmentation: what data-driven pruning
+    methods (ThiNet, regression, Taylor, Fisher, greedy forward) see."""
+    out = []
+    for i, batch in enumerate(eval_batches(bundle, bundle.train, batch_size)):
+        if i == batches:
+            break
+        out.append(batch)
+    return out
 
 
 def eval_batches(bundle: DataBundle, split: Split, batch_size: int = 256):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,66 +18,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from prunebench import distributed as dist
+from prunebench.config import TrainConfig
+from prunebench.core import distributed as dist
+from prunebench.core.errors import DivergedError
+from prunebench.core.hooks import TrainHooks
+from prunebench.core.io import load_state, save_state
 from prunebench.data import DataBundle, Split, eval_batches, train_loader
-from prunebench.errors import DivergedError
-from prunebench.io import load_state, save_state
+from prunebench.metrics import accuracy
 
-
-@dataclass
-class TrainConfig:
-    """One training regime (defaults: the paper's CIFAR baseline, SGD 0.1 / 160 epochs / ×0.1 at 50 % and 75 %)."""
-
-    epochs: int = 160
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of ``epochs`` where lr *= gamma
-    gamma: float = 0.1
-    nesterov: bool = False
-    amp: bool = True                             # bf16 autocast on CUDA; ignored on CPU
-    num_workers: int = 0
-
-    def milestone_epochs(self) -> list[int]:
-        return sorted({int(self.epochs * m) for m in self.milestones if 0 < int(self.epochs * m) < self.epochs})
-
-
-def finetune_config(base: TrainConfig, epochs: int = 40, lr: float = 0.001) -> TrainConfig:
-    """The paper's fine-tuning: inherited weights, constant lr 0.001, 40 epochs."""
-    return replace(base, epochs=epochs, lr=lr, milestones=())
-
-
-def scratch_b_epochs(base_epochs: int, macs_base: int, macs_pruned: int, cap: int | None = None) -> tuple[int, float]:
-    """Scratch-B's budget: the same training compute as the baseline, E·R epochs with R = FLOPs_base / FLOPs_pruned.
-
-    Returns (epochs, R). ``cap`` limits the epochs (the paper caps only its ImageNet runs; CIFAR has no cap).
-    """
-    if macs_pruned <= 0:
-        raise ValueError("pruned MACs must be positive")
-    r = macs_base / macs_pruned
-    epochs = int(base_epochs * r)
-    if cap is not None:
-        epochs = min(epochs, cap)
-    return max(1, epochs), r
-
-
-class TrainHooks:
-    """Method-specific additions to the loop (sparsity penalties, gradient masks, per-epoch zeroing). No-ops by default;
-    a method subclasses it and overrides what it needs."""
-
-    def after_backward(self, model: nn.Module) -> None:
-        """Between ``loss.backward()`` and ``optimizer.step()``: add penalty gradients, mask gradients."""
-
-    def after_step(self, model: nn.Module) -> None:
-        """After ``optimizer.step()``: re-apply masks, clamp scales."""
-
-    def after_epoch(self, model: nn.Module, epoch: int) -> None:
-        """After each epoch (0-based index): soft-filter zeroing, schedules."""
-
-    def state(self) -> dict[str, Any]:
-        """Anything the method wants recorded in train.json (e.g. final sparsity)."""
-        return {}
+__all__ = ["TrainConfig", "TrainHooks", "TrainResult", "evaluate", "make_optimizer", "train"]
 
 
 @dataclass
@@ -116,8 +65,12 @@ def train(
     desc: str = "train",
     hooks: TrainHooks | None = None,
     eval_every: int = 1,
+    tag: str | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; returns final and best test accuracy. ``checkpoint`` enables per-epoch resume."""
+    """Train ``model`` in place; returns final and best test accuracy.
+
+    ``checkpoint`` enables per-epoch resume; ``tag`` (the stage digest) is stored in it, and a checkpoint with another
+    tag (left by a run of a different plan) is discarded instead of resumed."""
     torch.manual_seed(seed)
     model.to(device)
     net: nn.Module = model
@@ -126,8 +79,10 @@ def train(
     opt, sched = make_optimizer(model, cfg)
     result = TrainResult(cfg.epochs, float("nan"), -1.0, -1)
     start_epoch = 0
-    if checkpoint is not None and checkpoint.exists():
-        state = load_state(checkpoint, map_location=device)
+    state = load_state(checkpoint, map_location=device) if checkpoint is not None and checkpoint.exists() else None
+    if state is not None and state.get("tag") != tag:
+        state = None   # another plan's checkpoint: start over
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -185,7 +140,8 @@ def train(
                        + (f", test top-1 {record['top1']:.2f}%" if "top1" in record else ""))
         if checkpoint is not None and dist.is_main():
             save_state(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": result.history})
+                                    "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": result.history,
+                                    "tag": tag})
     result.wall_s = time.perf_counter() - t0
     if hooks is not None:
         result.hooks_state = hooks.state()
@@ -196,26 +152,7 @@ def train(
     return result
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, split: Split, device: torch.device,
              batch_size: int = 256) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy (%) of a PyTorch model on ``split``."""
-    was_training = model.training
-    model.eval()
-    correct1 = correct5 = 0
-    for x, y in eval_batches(data, split, batch_size):
-        out = model(x.to(device))
-        c1, c5 = topk_correct(out.float().cpu(), y)
-        correct1 += c1
-        correct5 += c5
-    model.train(was_training)
-    n = max(len(split), 1)
-    return 100.0 * correct1 / n, 100.0 * correct5 / n
-
-
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    hit = top == labels[:, None]
-    return int(hit[:, 0].sum()), int(hit.any(dim=1).sum())
-
+    """Top-1 and top-5 accuracy (%) of a PyTorch model on ``split`` (normalised, fixed order)."""
+    return accuracy.evaluate(model, eval_batches(data, split, batch_size), len(split), device)

@@ -57,3 +57,24 @@ def test_user_errors_are_one_line_and_exit_2(argv, match, capsys, tmp_path):
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "prunebench", "list"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "l1-norm" in r.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "prune", "list", "bench", "compare"])
+def test_help_reads_as_a_manual(command: str, capsys) -> None:
+    """Every flag has a human help string with its default; no `<class ...>` leaks from type objects."""
+    import argparse
+
+    from prunebench.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "<class" not in text and "typing." not in text
+    assert "examples:" in text
+    for action in sub._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and len(action.help) > 10, action.option_strings
+            if command in ("run", "prune") and not action.required:
+                assert "default" in action.help, (action.option_strings, action.help)

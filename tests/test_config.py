@@ -1,7 +1,8 @@
 import pytest
 
 from prunebench.config import QUICKSTART, load_config
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.pipeline.plan import validate
 
 
 def test_quickstart_is_a_valid_plan():
@@ -22,9 +23,9 @@ def test_toml_plan_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("text,match", [
-    ('modle = "resnet56"\n', "unknown key 'modle' in config; valid keys: model"),
+    ('modle = "resnet56"\n', "unknown key 'modle' in the plan; valid keys: model"),
     ('[baseline]\nepoch = 3\n', r"unknown key 'epoch' in \[baseline\].*epochs"),
-    ('[baseline]\nepochs = "many"\n', "baseline.epochs must be int"),
+    ('[baseline]\nepochs = "many"\n', "baseline.epochs must be an integer"),
     ('model = "resnet57"\n', "unknown model 'resnet57'"),
     ('[[prune]]\nmethod = "l1-norm"\n', "exactly one of preset or ratio"),
     ('[[prune]]\nmethod = "magic"\nratio = 0.5\n', "unknown pruning method 'magic'"),
@@ -35,10 +36,10 @@ def test_bad_plans_are_one_line_errors(tmp_path, text, match):
     p = tmp_path / "bad.toml"
     p.write_text(text)
     with pytest.raises(PrunebenchError, match=match) as e:
-        load_config(p)
+        validate(load_config(p))   # load_config checks the plan itself, validate() the names against the registries
     assert "\n" not in str(e.value)
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(PrunebenchError, match="config file not found"):
+    with pytest.raises(PrunebenchError, match="plan file not found"):
         load_config(tmp_path / "nope.toml")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from prunebench.bench.flops import count
+from prunebench.metrics.flops import count
 from prunebench.cli import main
 from prunebench.data import eval_batches, synthetic
 from prunebench.models import build_model

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from prunebench.data import load_data, synthetic, train_loader
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 
 
 def test_synthetic_is_deterministic_and_subsettable():

@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prunebench.bench.flops import count
-from prunebench.errors import PrunebenchError
+from prunebench.metrics.flops import count
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import example_inputs, kept_channels

@@ -4,11 +4,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from prunebench.bench.flops import count
+from prunebench.metrics.flops import count
 from prunebench.models import MODELS, ModelSpec, build_model, register_model
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import kept_channels
 from prunebench.pruning.greedy_forward import select_channels
+from prunebench.pruning import get_method
 from prunebench.pruning.registry import PruneRequest
 
 SIGNAL = (2, 5)   # the only channels that see the label-carrying input
@@ -61,7 +62,7 @@ def _batches(n_batches: int = 3, size: int = 32, seed: int = 0):
 def _request(widths, options, seed=0):
     m = build_model("toy-signal", 2)
     return PruneRequest(m, "toy-signal", torch.randn(1, 3, 4, 4), widths=widths, calibration=_batches(), seed=seed,
-                        options=options)
+                        options=get_method("greedy-forward").parse_options(options))
 
 
 def test_the_signal_channels_are_selected_first():
@@ -112,7 +113,7 @@ def test_resnet_bound_is_respected_and_choice_is_deterministic():
 
 
 def test_unknown_option_is_a_clear_error():
-    from prunebench.errors import PrunebenchError
+    from prunebench.core.errors import PrunebenchError
 
     with pytest.raises(PrunebenchError, match="unknown option"):
         select_channels(_request({"conv1": 2}, {"candidate": 3}))

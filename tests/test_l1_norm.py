@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from prunebench.bench.flops import count
-from prunebench.errors import PrunebenchError
+from prunebench.metrics.flops import count
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.pruning import METHODS, prune_model
 from prunebench.pruning.base import uniform_widths

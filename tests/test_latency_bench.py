@@ -9,9 +9,11 @@ import shutil
 import pytest
 import torch
 
-from prunebench.bench import flops, onnx_counts
-from prunebench.bench.alignment import misaligned_layers, misaligned_onnx
-from prunebench.bench.onnx_export import export_onnx
+from prunebench.metrics import flops
+from prunebench.export import onnx_counts
+from prunebench.export.onnx_counts import misaligned_onnx
+from prunebench.metrics.alignment import misaligned_layers
+from prunebench.export.onnx_export import export_onnx
 from prunebench.bench.schema import BENCH_SCHEMA, validate
 from prunebench.cli import main
 from prunebench.models import build_model

@@ -4,7 +4,7 @@ BN/ReLU/pooling). A new model whose ops one counter misses fails here."""
 
 import pytest
 
-from prunebench.bench.flops import CROSS_CHECK_MAX_REL_DIFF, count_macs, cross_check
+from prunebench.metrics.flops import CROSS_CHECK_MAX_REL_DIFF, count_macs, cross_check
 from prunebench.models import MODELS, build_model, get_model_spec
 
 

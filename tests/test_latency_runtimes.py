@@ -8,7 +8,7 @@ import torch
 
 from prunebench.bench import runtimes as rt
 from prunebench.bench.harness import HarnessConfig, measure
-from prunebench.bench.onnx_export import export_onnx
+from prunebench.export.onnx_export import export_onnx
 from prunebench.models import build_model
 
 

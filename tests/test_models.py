@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from prunebench.bench.flops import count, cross_check, CROSS_CHECK_MAX_REL_DIFF
-from prunebench.errors import PrunebenchError
+from prunebench.metrics.flops import count, cross_check, CROSS_CHECK_MAX_REL_DIFF
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model, get_model_spec, reinitialize
 
 # Known values (conv+linear MACs, one 32×32 image): Li et al. 2017 / He et al. 2016.

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from prunebench.bench import flops
+from prunebench.metrics import flops
 from prunebench.models import build_model, get_model_spec, reinitialize
 from prunebench.models.densenet_cifar import DenseLayer, Transition
 from prunebench.models.preresnet_cifar import PreActBottleneck

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from prunebench.bench import flops
+from prunebench.metrics import flops
 from prunebench.models import build_model, get_model_spec, reinitialize
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import prunable_widths

@@ -5,12 +5,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from prunebench.bench import flops
-from prunebench.errors import PrunebenchError
+from prunebench.metrics import flops
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model, get_model_spec
 from prunebench.models.vgg_cifar import VGG
 from prunebench.pruning import get_method, prune_model
-from prunebench.pruning.network_slimming import bn_population, channel_scores, global_threshold, sparsity
+from prunebench.pruning import sparsity_hooks
+from prunebench.pruning.network_slimming import bn_population, channel_scores, global_threshold
 
 
 def _vgg_bns(m):
@@ -202,12 +203,12 @@ def test_sparsity_hooks_add_lambda_sign_gamma_to_every_bn():
     """The official updateBN: every BatchNorm2d, also the residual-stream ones the threshold counts but cannot remove."""
     torch.manual_seed(0)
     m = build_model("preresnet164")
-    hooks = sparsity(m, {"model": "preresnet164"})
+    hooks = sparsity_hooks(m, "preresnet164", "network-slimming", ratio=0.4)
     assert len(hooks.bn_names) == 54 * 3 + 1 and {"layer1.0.bn1", "layer1.0.bn2", "bn"} <= set(hooks.bn_names)
     assert sum(m.get_submodule(n).num_features for n in hooks.bn_names) == bn_population(m).numel()
     assert hooks.lam == 1e-5                                   # PreResNet default (paper)
-    assert sparsity(build_model("vgg19"), {"model": "vgg19"}).lam == 1e-4
-    assert sparsity(m, {"model": "preresnet164", "lambda": 3e-4}).lam == 3e-4
+    assert sparsity_hooks(build_model("vgg19"), "vgg19", "network-slimming", ratio=0.7).lam == 1e-4
+    assert sparsity_hooks(m, "preresnet164", "network-slimming", ratio=0.4, options={"lambda": 3e-4}).lam == 3e-4
     with torch.no_grad():
         m.layer1[0].bn2.weight[0] = -0.2
     for p in m.parameters():
@@ -229,8 +230,9 @@ def test_sparsity_training_pushes_gammas_down():
         torch.manual_seed(0)
         m = build_model("resnet20")
         cfg = TrainConfig(epochs=1, lr=0.05, batch_size=32, weight_decay=0.0)
-        train(m, synthetic(64, 16), cfg, torch.device("cpu"), seed=0, hooks=sparsity(m, {"model": "resnet20",
-                                                                                             "lambda": lam}))
+        train(m, synthetic(64, 16), cfg, torch.device("cpu"), seed=0, hooks=sparsity_hooks(m, "resnet20", "network-slimming",
+                                                                                                  ratio=0.5,
+                                                                                                  options={"lambda": lam}))
         return bn_population(m)
 
     # 2 steps: Δγ ≈ −lr·λ·(1 + 0.9) ≈ −0.0095 on every γ relative to the same run without the penalty

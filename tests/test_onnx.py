@@ -4,8 +4,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from prunebench.bench.onnx_export import check_slim, export_and_verify
-from prunebench.errors import PrunebenchError
+from prunebench.export.onnx_export import check_slim, export_and_verify
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
 
@@ -55,7 +55,7 @@ def test_slimness_check_catches_a_dense_file(slim, tmp_path):
 
 
 def test_parity_failure_is_loud(slim, tmp_path, monkeypatch):
-    import prunebench.bench.onnx_export as ox
+    import prunebench.export.onnx_export as ox
 
     model, _, _ = slim
     monkeypatch.setattr(ox, "ATOL", -1.0)       # an impossible tolerance must fail verification

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from prunebench.errors import PrunebenchError
-from prunebench.io import load_state
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import load_state
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import build_architecture, load_pruned, save_pruned

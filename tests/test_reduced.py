@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from prunebench.bench.flops import count
+from prunebench.metrics.flops import count
 from prunebench.cli import main
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import prunable_widths

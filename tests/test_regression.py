@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from prunebench.bench import flops
+from prunebench.metrics import flops
 from prunebench.cli import main
 from prunebench.models import build_model
 from prunebench.pruning import METHODS, prune_model

@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
-from prunebench.bench import flops
-from prunebench.errors import PrunebenchError
+from prunebench.metrics import flops
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
-from prunebench.pruning.soft_filter import l2_scores, sparsity, zero_weakest
+from prunebench.pruning import sparsity_hooks
+from prunebench.pruning.soft_filter import l2_scores, zero_weakest
 
 
 def test_zeroed_filters_are_the_ones_removed():
@@ -57,7 +58,7 @@ def test_sparsity_hooks_zero_after_every_epoch_at_the_final_widths():
 
     torch.manual_seed(0)
     m = build_model("resnet20")
-    hooks = sparsity(m, {"model": "resnet20", "ratio": 0.3})
+    hooks = sparsity_hooks(m, "resnet20", "soft-filter", ratio=0.3)
     assert list(hooks.widths.values()) == [11] * 3 + [22] * 3 + [44] * 3   # floor(C·0.7) of every block conv1
     train(m, synthetic(64, 16), TrainConfig(epochs=1, lr=0.05, batch_size=32), torch.device("cpu"), seed=0, hooks=hooks)
     assert hooks.state()["epochs_zeroed"] == 1 and hooks.state()["filters_zeroed_per_epoch"] == 3 * (5 + 10 + 20)
@@ -68,9 +69,9 @@ def test_sparsity_hooks_zero_after_every_epoch_at_the_final_widths():
     assert all(float(b.conv1.weight.detach().flatten(1).norm(dim=1).min()) > 0 for b in pruned.blocks())
 
 
-def test_sparsity_needs_ratio_and_model():
-    with pytest.raises(PrunebenchError, match="ratio"):
-        sparsity(build_model("resnet20"), {"model": "resnet20"})
+def test_sparsity_needs_a_ratio():
+    with pytest.raises(PrunebenchError, match="preset or --ratio|presets"):
+        sparsity_hooks(build_model("resnet20"), "resnet20", "soft-filter", preset="B")
 
 
 def test_resnet56_prunes_as_asked_deterministically():

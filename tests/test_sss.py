@@ -7,14 +7,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from prunebench.bench import flops
-from prunebench.errors import PrunebenchError
+from prunebench.metrics import flops
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model
 from prunebench.models.preresnet_cifar import PreResNet
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import Architecture, build_architecture, load_pruned, save_pruned
 from prunebench.pruning.blocks import BranchRemoved, residual_blocks
-from prunebench.pruning.sss import block_scales, sparsity
+from prunebench.pruning import sparsity_hooks
+from prunebench.pruning.sss import block_scales
 
 
 def _zero_branch(block):
@@ -135,7 +136,7 @@ def test_resnet50_unit_presets(preset, units, first_keeps, paper):
 def test_sparsity_hooks_shrink_scales_and_snap_to_zero():
     torch.manual_seed(0)
     m = build_model("resnet20")
-    hooks = sparsity(m, {"lambda": 0.5, "zero_below": 0.05})
+    hooks = sparsity_hooks(m, "resnet20", "sss", ratio=0.5, options={"lambda": 0.5, "zero_below": 0.05})
     assert len(hooks.blocks) == 9
     for p in m.parameters():
         p.grad = torch.zeros_like(p)
@@ -161,7 +162,7 @@ def test_sparsity_training_then_prune_removes_the_dead_blocks():
 
     torch.manual_seed(0)
     m = build_model("resnet20")
-    hooks = sparsity(m, {"lambda": 2.0, "zero_below": 0.2})   # absurdly strong: blocks die within two steps
+    hooks = sparsity_hooks(m, "resnet20", "sss", ratio=0.5, options={"lambda": 2.0, "zero_below": 0.2})   # absurdly strong: blocks die within two steps
     train(m, synthetic(64, 16), TrainConfig(epochs=1, lr=0.1, batch_size=32), torch.device("cpu"), seed=0, hooks=hooks)
     dead = sorted(hooks.dead)
     assert dead, "no block reached zero"

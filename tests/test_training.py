@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from prunebench.data import synthetic
-from prunebench.errors import DivergedError
+from prunebench.core.errors import DivergedError
 from prunebench.models import build_model
-from prunebench.training import TrainConfig, TrainHooks, finetune_config, scratch_b_epochs, train
+from prunebench.regimes.finetune import finetune_config
+from prunebench.regimes.scratch_b import scratch_b_epochs
+from prunebench.training import TrainConfig, TrainHooks, train
 
 
 @pytest.mark.parametrize("macs_pruned,epochs", [(90_907_264, 220), (112_436_480, 178)])

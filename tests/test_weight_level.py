@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from prunebench.bench import flops
+from prunebench.metrics import flops
 from prunebench.cli import main
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import build_model, reinitialize
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import save_pruned

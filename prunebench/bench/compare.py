@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunebench.errors import PrunebenchError
-from prunebench.io import read_json, write_text
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import read_json, write_text
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -26,12 +26,13 @@ from typing import Any
 
 import torch
 
-from prunebench.bench.environment import manifest
+from prunebench.core import paths
+from prunebench.core.environment import manifest
 from prunebench.bench.harness import HarnessConfig, measure
 from prunebench.bench.runtimes import Target
 from prunebench.bench.stats import coefficient_of_variation
-from prunebench.errors import PrunebenchError
-from prunebench.io import write_text
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import write_text
 
 GOAL_CV = 0.05
 
@@ -70,7 +71,7 @@ def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_repeatability(args: argparse.Namespace) -> dict[str, Any]:
-    from prunebench.bench.onnx_export import export_and_verify
+    from prunebench.export.onnx_export import export_and_verify
     from prunebench.models import build_model, get_model_spec
     from prunebench.pruning.base import architecture_of, save_pruned
 
@@ -92,8 +93,8 @@ def run_repeatability(args: argparse.Namespace) -> dict[str, Any]:
         spec = get_model_spec(args.model)
         model = build_model(args.model).eval()
         save_pruned(d, architecture_of(model, args.model, 10), model)
-        export_and_verify(model, spec.input_shape, d / "model.onnx", torch.randn(2, *spec.input_shape))
-        target = Target(args.model, tuple(spec.input_shape), onnx=d / "model.onnx", model=model)
+        export_and_verify(model, spec.input_shape, d / paths.ONNX, torch.randn(2, *spec.input_shape))
+        target = Target(args.model, tuple(spec.input_shape), onnx=d / paths.ONNX, model=model)
         cmd = [sys.executable, "-m", "prunebench", "bench", str(d), "--json", "--batch-sizes", str(batch),
                "--threads", str(args.threads), "--runtimes", *runtimes, "--devices", *devices,
                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--warmup-max", str(cfg.warmup_max)]

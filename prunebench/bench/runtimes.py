@@ -36,16 +36,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-RUNTIMES = ("pytorch", "pytorch-cudagraph", "onnxruntime", "onnxruntime-e2e", "onnxruntime-trt")
-DEVICES = ("cpu", "cuda")
-SUPPORTED: dict[str, tuple[str, ...]] = {
-    "pytorch": ("cpu", "cuda"),
-    "pytorch-cudagraph": ("cuda",),
-    "onnxruntime": ("cpu", "cuda"),
-    "onnxruntime-e2e": ("cuda",),
-    "onnxruntime-trt": ("cuda",),
-}
-OPT_IN = ("pytorch-cudagraph",)   # measured only when asked for (--cuda-graphs or --runtimes)
+from prunebench.bench.catalog import DEVICES, OPT_IN, RUNTIMES, SUPPORTED, default_runtimes  # noqa: F401
+from prunebench.export.session import session_options
+
 INSTALL_GPU = "install onnxruntime-gpu (pip install 'prunebench[gpu]', after uninstalling onnxruntime)"
 
 
@@ -131,20 +124,6 @@ def check(runtime: str, device: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------- sessions
-def session_options(threads: int) -> Any:
-    """Pinned, fair threading: intra-op = threads, inter-op = 1, sequential, no spin-waiting."""
-    ort = ort_module()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return so
-
-
 def make_session(path: str | Path, threads: int, providers: list[Any]) -> Any:
     """An ``InferenceSession`` that really uses ``providers[0]``: ORT silently falls back to CPU when an EP fails to load
     (missing CUDA/cuDNN/TensorRT libraries), which would time the CPU under a GPU label; that is turned into
@@ -356,7 +335,3 @@ def prepare(runtime: str, target: Target, batch: int, device: str, opts: Options
     if runtime == "onnxruntime-trt":
         return _prepare_ort_device(target, batch, opts, [_trt_provider(target, batch, opts), _cuda_provider()], bind=True)
     raise Unavailable(f"unknown runtime {runtime!r}")
-
-
-def default_runtimes(cuda_graphs: bool = False) -> tuple[str, ...]:
-    return tuple(r for r in RUNTIMES if r not in OPT_IN or cuda_graphs)

@@ -26,49 +26,24 @@ from typing import Any, Iterator, Sequence
 import torch
 from tabulate import tabulate
 
-from prunebench.bench import onnx_counts
-from prunebench.bench.alignment import misaligned_onnx
-from prunebench.bench.environment import manifest
+from prunebench.core import paths as run_paths
+from prunebench.export import onnx_counts
+from prunebench.export.onnx_counts import misaligned_onnx
+from prunebench.core.environment import manifest
 from prunebench.bench.harness import HarnessConfig, Measurement, measure
-from prunebench.bench.runtimes import RUNTIMES, Target, default_runtimes
+from prunebench.bench.catalog import default_runtimes
+from prunebench.bench.runtimes import Target
 from prunebench.bench.schema import BENCH_SCHEMA, BENCH_SCHEMA_ID
-from prunebench.errors import PrunebenchError
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="*", metavar="PATH", help=".onnx file, prunebench model directory, or run directory")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], help="batch sizes to sweep (default: 1)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads: torch.set_num_threads and ORT intra-op (default 1)")
-    p.add_argument("--runtimes", nargs="+", default=None,
-                   help=f"subset of {', '.join(RUNTIMES)} (default: all but pytorch-cudagraph)")
-    p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cpu and/or cuda (default both; cuda is "
-                                                                         "skipped with the reason where absent)")
-    p.add_argument("--repeats", type=int, default=50, help="interleaved rounds at batch ≤ 8 (fewer at large batch, ≥ 10)")
-    p.add_argument("--warmup", type=int, default=10, help="minimum warm-up calls; warm-up continues until stable")
-    p.add_argument("--warmup-max", type=int, default=200, help="cap on warm-up calls per variant and cell")
-    p.add_argument("--max-cell-seconds", type=float, default=None, help="stop a cell's rounds after this long (≥ 10)")
-    p.add_argument("--cuda-graphs", action="store_true", help="also time PyTorch CUDA graphs (pytorch-cudagraph)")
-    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
-                   help="torch.backends.cudnn.benchmark for PyTorch CUDA (recorded either way)")
-    p.add_argument("--reference", help="variant id used as the speed-up reference (default: the first / the baseline)")
-    p.add_argument("--json", action="store_true", help="print the JSON document (schema prunebench.bench/1) instead")
-    p.add_argument("--out", help="also write the JSON document to this file")
-    p.add_argument("--schema", action="store_true", help="print the JSON Schema of --json output and exit")
-    p.add_argument("--repeatability", action="store_true",
-                   help="benchmark the harness itself (same measurement 5× in one process and in 5 processes)")
-    p.add_argument("--repeat-count", type=int, default=5, help="with --repeatability: repetitions (default 5)")
-    p.add_argument("--model", default="resnet56", help="with --repeatability: registered model to build (default resnet56)")
-    p.add_argument("--report", default="reports/latency-repeatability.md", help="with --repeatability: Markdown output")
-    p.add_argument("--note", default="", help="with --repeatability: a sentence on the machine's conditions for the report")
+from prunebench.core.errors import PrunebenchError
 
 
 # ------------------------------------------------------------------------------------------------------ targets
 def _is_model_dir(p: Path) -> bool:
-    return (p / "arch.json").is_file() and (p / "model.pt").is_file()
+    return (p / run_paths.ARCH).is_file() and (p / run_paths.MODEL).is_file()
 
 
 def _variant_dirs(run: Path) -> list[Path]:
-    dirs = sorted({a.parent for a in run.rglob("arch.json") if (a.parent / "model.onnx").is_file()})
+    dirs = sorted({a.parent for a in run.rglob(run_paths.ARCH) if (a.parent / run_paths.ONNX).is_file()})
     return dirs
 
 
@@ -86,7 +61,7 @@ def resolve_targets(paths: Sequence[str], log=lambda s: None) -> Iterator[tuple[
                 raise PrunebenchError(f"not found: {p}")
             if p.is_file() and p.suffix == ".onnx":
                 targets.append(_onnx_target(p, p.stem))
-            elif p.is_dir() and _is_model_dir(p) and not (p / "config.json").exists():
+            elif p.is_dir() and _is_model_dir(p) and not (p / run_paths.CONFIG).exists():
                 targets.append(_model_target(p, p.resolve().name, Path(tmp), log))
             elif p.is_dir():
                 dirs = _variant_dirs(p)
@@ -118,15 +93,15 @@ def _onnx_target(path: Path, ident: str) -> Target:
 
 
 def _model_target(d: Path, ident: str, tmp: Path, log) -> Target:
-    from prunebench.bench import flops
-    from prunebench.bench.onnx_export import export_and_verify
+    from prunebench.metrics import flops
+    from prunebench.export.onnx_export import export_and_verify
     from prunebench.models import get_model_spec
     from prunebench.pruning.base import load_pruned
 
     arch, model = load_pruned(d)
     model.eval()
     shape = tuple(get_model_spec(arch.model).input_shape)
-    onnx_path = d / "model.onnx"
+    onnx_path = d / run_paths.ONNX
     if not onnx_path.is_file():
         onnx_path = tmp / f"{ident.replace('/', '__')}.onnx"
         log(f"exporting {d} to a temporary ONNX file")
@@ -237,7 +212,7 @@ def run_cli(args: argparse.Namespace) -> int:
         m = measure(targets, cfg, reference, log)
         doc = document(targets, reference, cfg, m)
     if args.out:
-        from prunebench.io import write_json
+        from prunebench.core.io import write_json
 
         write_json(args.out, doc)
     if args.json:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from prunebench.registry import Registry
+from prunebench.core.registry import Registry
 
 
 @dataclass(frozen=True)

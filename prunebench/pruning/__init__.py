@@ -1,6 +1,8 @@
-"""Pruning methods, one module each, over torch-pruning. Importing this package registers them all.
+"""Pruning methods, one module each, over torch-pruning. Importing this package registers them all: adding a method is
+its own module plus one import line below.
 
-``prune_model`` is the one entry point the CLI and the runner use.
+``prune_model`` is the one entry point the CLI and the pipeline use to prune; ``sparsity_hooks`` gives a method's
+training-phase hooks (network slimming, SSS, soft filter pruning) for the same request.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.hooks import TrainHooks
 from prunebench.pruning import l1_norm  # noqa: F401  (registration)
 from prunebench.pruning import greedy_forward  # noqa: F401  (registration)
 from prunebench.pruning import fisher  # noqa: F401  (registration)
@@ -22,7 +25,49 @@ from prunebench.pruning import regression  # noqa: F401  (registration)
 from prunebench.pruning.base import Architecture, architecture_of, example_inputs, verify_forward
 from prunebench.pruning.registry import METHODS, Method, Preset, PruneRequest, get_method, register_method
 
-__all__ = ["METHODS", "Method", "Preset", "PruneRequest", "get_method", "register_method", "prune_model"]
+__all__ = ["METHODS", "Method", "Preset", "PruneRequest", "get_method", "register_method", "prune_model",
+           "make_request", "sparsity_hooks"]
+
+
+def make_request(
+    model: nn.Module,
+    model_name: str,
+    method: str,
+    preset: str | None = None,
+    ratio: float | None = None,
+    widths: dict[str, int] | None = None,
+    round_to: int | None = None,
+    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    seed: int = 0,
+    options: Any = None,
+) -> PruneRequest:
+    """The request a method sees; ``options`` (a mapping or the method's Options) is parsed and checked here, so a typo
+    is an error for every method, before any work."""
+    m = get_method(method)
+    given = [x for x in (preset, ratio, widths) if x is not None]
+    if len(given) != 1:
+        raise PrunebenchError("give exactly one of --preset P, --ratio R or a widths plan")
+    return PruneRequest(
+        model=model,
+        model_name=model_name,
+        example=example_inputs(model_name, next(model.parameters()).device),
+        preset=m.preset(model_name, preset) if preset is not None else None,
+        ratio=ratio,
+        widths=widths,
+        round_to=round_to,
+        calibration=calibration,
+        seed=seed,
+        options=m.parse_options(options),
+    )
+
+
+def sparsity_hooks(model: nn.Module, model_name: str, method: str, **plan: Any) -> TrainHooks:
+    """The method's training-phase hooks for ``model`` (the dense model about to be sparsity-trained), built from the
+    same plan (preset / ratio / round_to / options) as its final prune. Error if the method has no such phase."""
+    m = get_method(method)
+    if m.sparsity is None:
+        raise PrunebenchError(f"{method} has no training phase before pruning")
+    return m.sparsity(make_request(model, model_name, method, **plan))
 
 
 def prune_model(
@@ -36,29 +81,16 @@ def prune_model(
     round_to: int | None = None,
     calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
     seed: int = 0,
-    options: dict[str, Any] | None = None,
+    options: Any = None,
 ) -> tuple[nn.Module, Architecture]:
     """Prune ``model`` (in place where the method allows) and return it with its architecture record."""
     m = get_method(method)
-    given = [x for x in (preset, ratio, widths) if x is not None]
-    if len(given) != 1:
-        raise PrunebenchError("give exactly one of --preset P, --ratio R or a widths plan")
+    m.parse_options(options)   # option errors first
     if m.needs_data and calibration is None:
         raise PrunebenchError(f"{method} needs data to prune: pass --data (e.g. imagefolder:PATH or synthetic)")
-    torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    request = PruneRequest(
-        model=model,
-        model_name=model_name,
-        example=example_inputs(model_name, device),
-        preset=m.preset(model_name, preset) if preset is not None else None,
-        ratio=ratio,
-        widths=widths,
-        round_to=round_to,
-        calibration=calibration,
-        seed=seed,
-        options=dict(options or {}),
-    )
+    torch.manual_seed(seed)    # before the example input is drawn, as always: the same seed gives the same prune
+    request = make_request(model, model_name, method, preset=preset, ratio=ratio, widths=widths, round_to=round_to,
+                           calibration=calibration, seed=seed, options=options)
     pruned = m.prune(request)
     verify_forward(pruned, request.example, num_classes)
     arch = architecture_of(

@@ -20,8 +20,9 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from prunebench.errors import PrunebenchError
-from prunebench.io import load_state, read_json, save_state, write_json
+from prunebench.core import paths
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import load_state, read_json, save_state, write_json
 from prunebench.models import build_model, get_model_spec, reinitialize
 from prunebench.pruning.blocks import remove_blocks, removed_block_names
 
@@ -226,8 +227,8 @@ def build_architecture(arch: Architecture, weights: Mapping[str, torch.Tensor] |
 
 def save_pruned(directory: str | Path, arch: Architecture, model: nn.Module) -> None:
     directory = Path(directory)
-    save_state(directory / "model.pt", model.state_dict())
-    write_json(directory / "arch.json", arch.to_dict())  # written last: its presence marks a complete save
+    save_state(directory / paths.MODEL, model.state_dict())
+    write_json(directory / paths.ARCH, arch.to_dict())  # written last: its presence marks a complete save
 
 
 def load_arch(path: str | Path) -> Architecture:
@@ -236,8 +237,8 @@ def load_arch(path: str | Path) -> Architecture:
 
 def load_pruned(directory: str | Path, with_weights: bool = True) -> tuple[Architecture, nn.Module]:
     directory = Path(directory)
-    arch = load_arch(directory / "arch.json")
-    weights = load_state(directory / "model.pt") if with_weights else None
+    arch = load_arch(directory / paths.ARCH)
+    weights = load_state(directory / paths.MODEL) if with_weights else None
     return arch, build_architecture(arch, weights)
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 
 SHORTCUT_ATTRS = ("shortcut", "downsample")
 

@@ -21,33 +21,37 @@ channels of a group (the pruned layer's outputs), aggregating every coupled laye
 - ``group-norm``: DepGraph's group criterion (Fang et al. 2023): squared L2 over the *whole* group — the filter, its BN and
   the consumer's input slice (``GroupMagnitudeImportance(p=2)``; torch-pruning 1.6.1 has no ``GroupNormImportance``).
 
-Cost on a quiet 2-core CPU, trained ResNet-56, ``--ratio 0.5`` (reports/resnet56-methods/prune_times.jsonl): random
-0.06 s, l2-norm 0.15 s, group-norm 0.10 s, lamp 0.56 s, taylor 3.65 s. Earlier, measured
-with ``prunebench prune --model resnet56 --ratio 0.5 --json`` on the 2-core CPU while other jobs shared it
-(load average ~5): random / l2-norm / lamp / group-norm 0.9–4.4 s (the DependencyGraph trace and the forward check; the
-spread is the machine's load), taylor 17.7 s with 256 CIFAR-10 calibration images (4 forward+backward batches of 64).
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import param
 from prunebench.pruning.base import (
     Importance, _out_channels, _out_pruning_fn, prunable_widths, round_widths, slim_to_widths,
 )
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS
 from prunebench.pruning.registry import Method, PruneRequest, register_method
-from prunebench.pruning.scaling import GLOBAL_BUDGETS, cost_of_widths, drop_lowest, global_order, global_widths_at_cost
+from prunebench.pruning.scaling import cost_of_widths, drop_lowest, global_order, global_widths_at_cost
 
 
-COST_STATIC = ("quiet 2-core CPU, trained ResNet-56, --ratio 0.5: random 0.06 s, l2-norm 0.15 s, group-norm 0.10 s, "
-               "lamp 0.56 s (trace + prune + forward check; reports/resnet56-methods)")
+@dataclass(frozen=True)
+class LampOptions:
+    allocation: Literal["global", "layer"] | None = param(
+        None, "global: channels go where LAMP is globally lowest; layer: keep the plan's per-layer widths (default: "
+              "global with --ratio, layer with a preset or widths plan)")
+    budget: Literal["macs", "channels"] = param(
+        "macs", "with global allocation, remove channels until the uniform plan's MACs (macs) or its channel count "
+                "(channels)")
 
 
 class SeededRandomImportance(tp.importance.RandomImportance):
@@ -129,12 +133,8 @@ def lamp_global_widths(model: nn.Module, example: torch.Tensor, targets: dict[st
 def prune_lamp(request: PruneRequest) -> nn.Module:
     targets = request.target_widths()
     default = "global" if request.preset is None and request.widths is None else "layer"
-    allocation = request.options.get("allocation", default)
-    budget = request.options.get("budget", "macs")
-    if allocation not in ("global", "layer"):
-        raise PrunebenchError(f"lamp option allocation must be 'global' or 'layer', got {allocation!r}")
-    if budget not in GLOBAL_BUDGETS:
-        raise PrunebenchError(f"lamp option budget must be one of {', '.join(GLOBAL_BUDGETS)}, got {budget!r}")
+    allocation = request.options.allocation or default
+    budget = request.options.budget
     if allocation == "global":
         original = prunable_widths(request.model, request.model_name)
         if budget == "macs":  # the plan's MACs, not its channel count: one FLOPs target shared with per-layer methods
@@ -164,16 +164,15 @@ def prune_taylor(request: PruneRequest) -> nn.Module:
 
 
 for _method in (
-    Method("random", prune_random, "random channels per layer (seeded): the floor every criterion must beat", L1_PRESETS,
-           cost=COST_STATIC),
+    Method("random", prune_random, "random channels per layer (seeded): the floor every criterion must beat", L1_PRESETS),
     Method("l2-norm", prune_l2, "remove the filters with the smallest L2 norm, per layer (torch-pruning magnitude, p=2)",
-           L1_PRESETS, cost=COST_STATIC),
+           L1_PRESETS),
     Method("taylor", prune_taylor, "Molchanov et al. 2019: group |w·dL/dw| on calibration batches, per layer", L1_PRESETS,
-           needs_data=True, cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images: 3.6 s"),
+           needs_data=True),
     Method("lamp", prune_lamp, "Lee et al. 2021: LAMP scores over the group; with --ratio channels go where LAMP is "
            "globally lowest until the uniform plan's MACs (presets keep their widths)", L1_PRESETS,
-           cost=COST_STATIC),
+           options=LampOptions),
     Method("group-norm", prune_group_norm, "DepGraph (Fang et al. 2023): L2 norm over the whole dependency group, per layer",
-           L1_PRESETS, cost=COST_STATIC),
+           L1_PRESETS),
 ):
     register_method(_method)

@@ -17,22 +17,21 @@ n at a time, n = (channels the target plan removes) / ``events`` (64), so a prun
 the model (``per_removal = 1`` is the one-channel-at-a-time original, ~10× slower on ResNet-56). Fine-tuning: SGD lr
 ``lr`` (1e-3, the paper protocol's fine-tuning lr), momentum 0.9, ``weight_decay`` 0; calibration batches are cycled.
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``, defaults, 256 images): 42 s
-(reports/resnet56-methods). Earlier, contended: cost (ResNet-56, ``--ratio 0.5`` ≙ the MACs of uniformly halved inner widths, 256 calibration images = 4 batches of 64,
-2-core CPU shared with other jobs): ~300 removals of one forward+backward step each: ~6 min; ``per_removal`` = 4 takes
-~1.5 min (one DependencyGraph trace; each removal is a group prune, not a re-trace).
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import param, to_mapping
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import _out_channels, _out_pruning_fn, layer_order, record_removed, verify_widths
 from prunebench.pruning.masking import channel_sites
@@ -40,8 +39,29 @@ from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's widt
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import MacsTracker, cost_of_widths
 
-DEFAULTS: dict[str, Any] = {"every": 1, "per_removal": "auto", "events": 64, "lr": 1e-3, "momentum": 0.9,
-                            "weight_decay": 0.0, "per_layer": False, "max_steps": None}
+
+
+@dataclass(frozen=True)
+class FisherOptions:
+    every: int = param(1, "fine-tuning steps between removal events", unit="steps")
+    per_removal: int | Literal["auto"] = param(
+        "auto", "channels removed per event; auto: the plan's channel count spread over `events` events")
+    events: int = param(64, "with per_removal auto: about this many removal events")
+    lr: float = param(1e-3, "fine-tuning learning rate while pruning")
+    momentum: float = param(0.9, "fine-tuning SGD momentum")
+    weight_decay: float = param(0.0, "fine-tuning weight decay")
+    per_layer: bool = param(False, "remove only from layers above their target width until every layer has it "
+                                   "(default: global, until the plan's MACs)")
+    max_steps: int | None = param(None, "stop with an error after this many fine-tuning steps", unit="steps")
+
+    def problems(self) -> list[str]:
+        out = [f"{k} must be ≥ 1" for k in ("every", "events") if getattr(self, k) < 1]
+        if self.per_removal != "auto" and self.per_removal < 1:
+            out.append("per_removal must be ≥ 1 or \"auto\"")
+        return out
+
+
+DEFAULTS: dict[str, Any] = to_mapping(FisherOptions())
 
 
 class FisherSaliency:
@@ -77,13 +97,7 @@ class FisherSaliency:
 
 
 def _options(request: PruneRequest) -> dict[str, Any]:
-    unknown = set(request.options) - set(DEFAULTS)
-    if unknown:
-        raise PrunebenchError(f"fisher: unknown option(s) {sorted(unknown)}; valid: {', '.join(DEFAULTS)}")
-    o = {**DEFAULTS, **request.options}
-    if int(o["every"]) < 1 or int(o["events"]) < 1 or (o["per_removal"] != "auto" and int(o["per_removal"]) < 1):
-        raise PrunebenchError("fisher: options every, events and per_removal must be ≥ 1 (per_removal may be \"auto\")")
-    return o
+    return to_mapping(request.options)
 
 
 def channels_per_removal(o: dict[str, Any], dense: dict[str, int], targets: dict[str, int]) -> int:
@@ -196,7 +210,6 @@ METHOD = register_method(
         "fine-tuning steps on calibration data, until the target MACs",
         L1_PRESETS,
         needs_data=True,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images, per_removal auto: 42 s; per_removal=1: ~6 min (contended) "
-             "on the 2-core CPU",
+        options=FisherOptions,
     )
 )

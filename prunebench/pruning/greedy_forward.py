@@ -18,37 +18,47 @@ MACs fall at least as much as asked); the tolerance may stop a layer earlier (a 
 every layer grows to its bound: the way to put greedy-forward at a FLOPs target). Options: ``candidates`` (50), ``tolerance`` (0.98), ``ft_steps`` (2),
 ``ft_lr`` (2.5e-3), ``ft_weight_decay`` (4e-5), ``chunk`` (candidate masks per batched pass; default 512 // batch size).
 
-Cost on a quiet 2-core CPU (reports/resnet56-methods): the 4-epoch ResNet-56 (33.5 % top-1) at ``--ratio 0.5`` with
-``candidates = 8``: 92.5 s, 35 selection steps (~2.6 s each with the per-layer fine-tune); the tolerance stopped every layer
-after 1–5 channels (−94.1 % MACs). Grown to the bound (``tolerance = 2``): 504 steps in 351 s (−49.8 %). Earlier, on a CPU shared with other jobs (256 calibration images): a randomly initialised
-ResNet-56 at ``--ratio 0.5`` (the tolerance stops every layer after 1 channel) takes ~2.5 min; each selection step
-costs one pass of ≤ 50 candidates × 64 images through the downstream part of the net (~0.3–3 s), so a trained ResNet-56
-that needs its full ratio-0.5 bound (504 channels) needs ~30–60 min: the paper ran it on GPUs.
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import param, to_mapping
 from prunebench.pruning.base import _out_channels, layer_order, slim_to_widths
 from prunebench.pruning.masking import TailEvaluator, channel_sites, site_masks
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 
-DEFAULTS: dict[str, Any] = {"candidates": 50, "tolerance": 0.98, "ft_steps": 2, "ft_lr": 2.5e-3,
-                            "ft_weight_decay": 4e-5, "chunk": None}
+
+
+@dataclass(frozen=True)
+class GreedyForwardOptions:
+    candidates: int = param(50, "unselected channels drawn per selection step (the paper's 50)")
+    tolerance: float = param(0.98, "stop a layer when accuracy ≥ tolerance × the unrestricted network's; above 1 every "
+                                   "layer grows to its width bound")
+    ft_steps: int = param(2, "fine-tuning steps after each layer", unit="batches")
+    ft_lr: float = param(2.5e-3, "fine-tuning learning rate between layers")
+    ft_weight_decay: float = param(4e-5, "fine-tuning weight decay between layers")
+    chunk: int | None = param(None, "candidate masks per batched pass (default 512 // batch size)")
+
+    def problems(self) -> list[str]:
+        out = [f"{k} must be ≥ 1" for k in ("candidates",) if getattr(self, k) < 1]
+        return out + (["chunk must be ≥ 1"] if self.chunk is not None and self.chunk < 1 else [])
+
+
+DEFAULTS: dict[str, Any] = to_mapping(GreedyForwardOptions())
 
 
 def _options(request: PruneRequest) -> dict[str, Any]:
-    unknown = set(request.options) - set(DEFAULTS)
-    if unknown:
-        raise PrunebenchError(f"greedy-forward: unknown option(s) {sorted(unknown)}; valid: {', '.join(DEFAULTS)}")
-    return {**DEFAULTS, **request.options}
+    return to_mapping(request.options)
 
 
 def _batches(request: PruneRequest, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -168,7 +178,6 @@ METHOD = register_method(
         "tolerance; --ratio/--preset bound the width",
         L1_PRESETS,
         needs_data=True,
-        cost="quiet 2-core CPU, 4-epoch ResNet-56, --ratio 0.5, candidates 8: 92.5 s (35 steps, ~2.6 s each); "
-             "grown to the bound (tolerance 2): 504 steps in 351 s",
+        options=GreedyForwardOptions,
     )
 )

@@ -2,8 +2,7 @@
 
 One shot on the trained baseline with predefined per-layer rates; scores are the root filter's own L1 norm
 (torch-pruning ``MagnitudeImportance(p=1, group_reduction="first", normalizer=None)``), all taken before any layer is pruned
-(the paper's *independent* strategy). Cost: pruning ResNet-56 takes well under a second on a 2-core CPU (mostly the
-DependencyGraph trace).
+(the paper's *independent* strategy). Measured prune times: docs/methods.md.
 
 Presets (paper-protocol.md §1): VGG-16-A prunes conv1 to 32 and conv8–13 to 256. CIFAR ResNets number every conv in forward
 order with the stem as 1, so block b's first conv has id 2b+2; only those are pruned (option-A), each stage at its own rate,
@@ -97,6 +96,5 @@ METHOD = register_method(
         prune,
         "Li et al. 2017: remove the filters with the smallest L1 norm, per layer, at predefined rates",
         PRESETS,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.12 s (DependencyGraph trace + prune)",
     )
 )

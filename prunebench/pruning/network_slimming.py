@@ -43,31 +43,43 @@ Budget: ``--ratio`` is the paper's percent of channels. To compare slimming with
 ``options["budget"] = "macs"`` keeps the same lowest-|γ|-first order but removes exactly as many channels as bring the
 model to the MACs of the uniform plan at ``--ratio`` (``scaling.global_widths_at_cost``; the floor of one channel holds).
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``): 0.13 s; with ``budget = "macs"`` 0.68 s
-(reports/resnet56-methods). Earlier: 1.0 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): two
-DependencyGraph traces (scores, then ``slim_to_widths``). VGG-19 ~3 s, PreResNet-164 ~8 s, DenseNet-40 ~5 s there.
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.hooks import TrainHooks
+from prunebench.core.params import param
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import (
     _out_channels, _out_pruning_fn, example_inputs, layer_order, round_widths, slim_to_widths,
 )
 from prunebench.pruning.registry import Method, Preset, PruneRequest, register_method
 from prunebench.pruning.scaling import cost_of_widths, global_widths_at_cost
-from prunebench.training import TrainHooks
 
 LAMBDA = {"vgg": 1e-4, "preresnet-cifar": 1e-5, "densenet-cifar": 1e-5}
 LAMBDA_DEFAULT = 1e-5
 BUDGETS = ("percent", "macs")  # --ratio as the paper's percent of channels, or as the uniform plan's MACs
+
+
+@dataclass(frozen=True)
+class SlimmingOptions:
+    budget: Literal["percent", "macs"] = param(
+        "percent", "percent: --ratio is the paper's share of all BN channels under one global |γ| threshold; macs: remove "
+                   "lowest-|γ| channels until the uniform plan's MACs at --ratio")
+    lam: float | None = param(None, "λ of the L1 penalty on BN γ during sparsity training (default: 1e-4 for VGG, "
+                                    "1e-5 otherwise, as in the paper)", key="lambda")
+
+    def problems(self) -> list[str]:
+        return [] if self.lam is None or self.lam >= 0 else [f"lambda must be ≥ 0, got {self.lam}"]
 SCORE = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
 
 
@@ -156,9 +168,7 @@ def prune(request: PruneRequest) -> nn.Module:
     scores = channel_scores(request.model, request.model_name, request.example)
     if request.widths is not None:  # an explicit plan (e.g. a scaled width profile): remove the lowest |γ| to reach it
         return slim_to_widths(request.model, request.example, request.target_widths(), scores=scores)
-    budget = request.options.get("budget", "percent")
-    if budget not in BUDGETS:
-        raise PrunebenchError(f"network-slimming option budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    budget = request.options.budget
     if budget == "macs":  # the uniform plan's MACs at --ratio: one FLOPs target shared with per-layer methods
         if request.ratio is None:
             raise PrunebenchError("network-slimming budget = \"macs\" needs --ratio (the uniform plan whose MACs to match)")
@@ -218,13 +228,13 @@ def default_lambda(model_name: str | None, model: nn.Module) -> float:
     return LAMBDA["vgg"] if isinstance(model, VGG) else LAMBDA_DEFAULT
 
 
-def sparsity(model: nn.Module, options: dict[str, Any]) -> SlimmingHooks:
+def sparsity(request: PruneRequest) -> SlimmingHooks:
     """Hooks for the sparsity-training phase: λ·sign(γ) on every affine BatchNorm2d — the official ``updateBN`` rule, and
-    the same set the threshold's percent counts (``bn_population``). ``options``: ``model`` (registered name, for the
-    default λ; the runner passes it) and optionally ``lambda``."""
-    name = options.get("model")
-    lam = float(options.get("lambda", default_lambda(name, model)))
-    return SlimmingHooks(list(population_bns(model)), lam)
+    the same set the threshold's percent counts (``bn_population``). λ is option ``lambda``, else the paper's value for
+    the model's family."""
+    model = request.model
+    lam = request.options.lam if request.options.lam is not None else default_lambda(request.model_name, model)
+    return SlimmingHooks(list(population_bns(model)), float(lam))
 
 
 # --------------------------------------------------------------------------------------------------------- presets
@@ -248,8 +258,7 @@ METHOD = register_method(
         prune,
         "Liu et al. 2017: L1 on BN γ during training, then one global |γ| threshold (--ratio = percent of channels)",
         PRESETS,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.13 s (budget macs 0.68 s): DG trace for the BN scores + "
-             "slim_to_widths; sparsity phase = one baseline-length training with an L1 penalty on BN γ",
+        options=SlimmingOptions,
         sparsity=sparsity,
     )
 )

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 from prunebench.pruning.feeder import Feeder
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]

@@ -16,22 +16,37 @@ How much (exactly one, as for every method):
 
 Depth reduction (Crowley's "shallower" variant) is not implemented: widths only.
 
-Cost: ResNet-56 ``--ratio 0.5``: 0.40 s on a quiet 2-core CPU (widths counted from layer shapes, the answer built
-and counted once; reports/resnet56-methods).
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn as nn
 
-from prunebench.bench import flops
-from prunebench.errors import PrunebenchError
+from prunebench.metrics import flops
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import param
 from prunebench.models import get_model_spec, reinitialize
 from prunebench.pruning.base import prunable_widths, slim_to_widths
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import cost_of_widths, solve_multiplier
+
+
+@dataclass(frozen=True)
+class ReducedOptions:
+    match: Literal["macs", "params"] = param("macs", "the cost that --ratio (or the plan's cost) fixes")
+    match_macs_of: str | None = param(None, "in a plan: the label of an earlier entry whose pruned MACs to match")
+    match_params_of: str | None = param(None, "in a plan: the label of an earlier entry whose pruned params to match")
+
+    def problems(self) -> list[str]:
+        if self.match_macs_of and self.match_params_of:
+            return ["give one of match_macs_of and match_params_of"]
+        return []
 
 
 def target_cost(request: PruneRequest, metric: str) -> float:
@@ -46,7 +61,7 @@ def target_cost(request: PruneRequest, metric: str) -> float:
 
 
 def prune(request: PruneRequest) -> nn.Module:
-    metric = str(request.options.get("match", "macs"))
+    metric = request.options.match
     target = target_cost(request, metric)
     profile = prunable_widths(request.model, request.model_name)
     sol = solve_multiplier(request.model, request.model_name, profile, target, metric)
@@ -64,6 +79,7 @@ METHOD = register_method(
         "Crowley et al. 2018: uniformly thinner network at the same MACs/params (--ratio = cost reduction), from scratch",
         L1_PRESETS,
         needs_data=False,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.40 s (bisection over the width multiplier)",
+        options=ReducedOptions,
+        scratch_only=True,
     )
 )

@@ -1,20 +1,27 @@
-"""The method registry: a method is data (name, presets, summary) plus one small function over torch-pruning."""
+"""The method registry: a method is data (name, presets, summary, typed options) plus one small function over
+torch-pruning. A method module defines its function, its ``Options`` dataclass and calls :func:`register_method`; the
+package ``__init__`` imports it (the one registration line)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn as nn
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.hooks import TrainHooks
+from prunebench.core.params import from_mapping
+from prunebench.core.registry import Registry
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import prunable_widths, round_widths, uniform_widths
-from prunebench.registry import Registry
 
-if TYPE_CHECKING:
-    from prunebench.training import TrainHooks
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The method takes no options."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class PruneRequest:
     round_to: int | None = None
     calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None  # batches for data-driven methods
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Any = field(default_factory=NoOptions)   # an instance of the method's Options dataclass
     notes: dict[str, Any] = field(default_factory=dict)  # filled by the method; prune_model copies it to Architecture.notes
 
     def target_widths(self) -> dict[str, int]:
@@ -75,14 +82,35 @@ class Method:
     presets: tuple[Preset, ...] = ()
     needs_data: bool = False                          # uses request.calibration
     structured: bool = True                           # False: masks only, dense shapes (weight-level)
-    cost: str = ""                                    # measured time to prune ResNet-56 on the 2-core CPU
+    options: type = NoOptions                         # dataclass of the method's options (core.params.param fields)
+    scratch_only: bool = False                        # no inherited weights (reduced): trained only from scratch
     # Optional training phase *before* pruning (network slimming's sparsity training, SSS, soft filter pruning): the
     # runner trains the dense model from the baseline's initial weights with these hooks and the baseline recipe, in
-    # <label>/sparse/, then prunes that model instead of the plain baseline. Signature: (model, options) -> TrainHooks.
-    sparsity: Callable[[nn.Module, dict[str, Any]], "TrainHooks"] | None = None
+    # <label>/sparse/, then prunes that model instead of the plain baseline. It gets the same request as prune() (its
+    # model is the one about to be trained, without calibration data).
+    sparsity: Callable[[PruneRequest], TrainHooks] | None = None
     # Optional hooks during fine-tune / Scratch-E / Scratch-B (weight-level: keep masked weights at zero).
     # Signature: (model, pruned_dir) -> TrainHooks; pruned_dir holds what prune() saved.
-    regime_hooks: Callable[[nn.Module, Any], "TrainHooks"] | None = None
+    regime_hooks: Callable[[nn.Module, Any], TrainHooks] | None = None
+
+    def parse_options(self, raw: Mapping[str, Any] | Any | None) -> Any:
+        """``raw`` (a plan's ``options`` table, CLI ``--option`` pairs) as this method's Options; an unknown or
+        mistyped key is a one-line error listing the valid ones."""
+        if raw is None:
+            return self.options()
+        if isinstance(raw, self.options):
+            return raw
+        if raw and not dataclasses.fields(self.options):
+            raise PrunebenchError(f"{self.name} takes no options, got {', '.join(map(repr, raw))}; remove them")
+        try:
+            opts = from_mapping(self.options, raw, what=f"{self.name} options", noun="option")
+        except PrunebenchError as e:
+            raise PrunebenchError(f"{e} (meanings: prunebench list --method {self.name})") from None
+        check = getattr(opts, "problems", None)
+        problems = check() if check else []
+        if problems:
+            raise PrunebenchError(f"{self.name} options: {'; '.join(problems)}")
+        return opts
 
     def preset(self, model_name: str, name: str) -> Preset:
         for p in self.presets:

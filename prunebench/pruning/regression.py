@@ -24,22 +24,23 @@ He et al. also thin each block's *input* as seen by conv1 (a channel selection i
 triple); that is not a physical slimming of a residual net, so we keep block inputs whole: MACs ↓ 22.8 % (conv+linear,
 R 1.295) instead of the official counter's 33.1 % (R 1.495), i.e. a larger network than the paper's.
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``, 256 images): 4.3 s (reports/resnet56-methods).
-Earlier, contended (measured with ``prunebench prune --model resnet56 --method regression --ratio 0.5 --data imagefolder:…cifar10…
---json``, 256 calibration images, on the 2-core CPU shared with other jobs, load average ~5): 34.1 s. Forward passes of the
-current and the original model dominate (block-input cache, feeder.py); the LASSO (≤64 channels here) is negligible.
+Forward passes of the current and the original model dominate (block-input cache, feeder.py); the LASSO is
+negligible. Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.params import param
 from prunebench.pruning.base import layer_order, verify_forward, verify_widths
 from prunebench.pruning.feeder import Feeder
 from prunebench.pruning.reconstruction import (
@@ -60,7 +61,18 @@ from prunebench.pruning.reconstruction import (
 from prunebench.pruning.registry import Method, Preset, PruneRequest, register_method
 from prunebench.pruning.thinet import vgg_cfg_widths
 
-DEFAULTS = {"refit": True, "samples_per_image": 10, "target": "original"}
+
+
+@dataclass(frozen=True)
+class RegressionOptions:
+    refit: bool = param(True, "least-squares refit of the next layer after the LASSO selection")
+    samples_per_image: int = param(10, "output locations sampled per calibration image", unit="locations")
+    target: Literal["original", "current"] = param("original", "reconstruct the original model's outputs, or the "
+                                                               "partly pruned current model's")
+
+    def problems(self) -> list[str]:
+        return [] if self.samples_per_image >= 1 else ["samples_per_image must be ≥ 1"]
+
 MAX_FEATURES = 8192           # k²·c_in above which Gram matrices get too large for a CPU (VGG's 25 088-input FC)
 BISECT_STEPS = 40
 
@@ -151,9 +163,8 @@ class LayerSums:
 
 # ------------------------------------------------------------------------------------------------------------ method
 def prune(request: PruneRequest) -> nn.Module:
-    opts = {**DEFAULTS, **request.options}
-    if opts["target"] not in ("original", "current"):
-        raise PrunebenchError(f"regression option target must be 'original' or 'current', got {opts['target']!r}")
+    o = request.options
+    opts = {"refit": o.refit, "samples_per_image": o.samples_per_image, "target": o.target}
     model, batches = request.model, calibration_batches(request.calibration, "regression")
     targets = request.target_widths()
     gen = torch.Generator().manual_seed(request.seed)
@@ -243,6 +254,6 @@ METHOD = register_method(
         "layer by layer",
         PRESETS,
         needs_data=True,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images: 4.3 s (34 s on the shared CPU)",
+        options=RegressionOptions,
     )
 )

@@ -16,8 +16,8 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from prunebench.bench import flops
-from prunebench.errors import PrunebenchError
+from prunebench.metrics import flops
+from prunebench.core.errors import PrunebenchError
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import example_inputs, prunable_widths, slim_to_widths
 

@@ -3,8 +3,8 @@
 Sparsity phase (``sparsity`` hooks, used by ``prunebench run``): after every epoch, in every prunable conv, the filters
 with the smallest L2 norm are set to zero — as many as the final prune will remove, C − floor(C·(1−r)) for ratio r (the
 same widths every other method gets at that ratio; SFP's own code zeroes int(C·r), which differs by one channel when C·r is
-not an integer). Zeroed filters keep receiving gradients and may grow back; the next epoch re-selects. ``options``:
-``ratio`` (the runner passes the plan's ratio), ``model`` (the registered name, passed by the runner).
+not an integer). Zeroed filters keep receiving gradients and may grow back; the next epoch re-selects. The widths come
+from the request's ``--ratio`` (and ``round_to``), the same request the final prune gets.
 
 Prune: remove the lowest-L2 filters of every prunable layer to the target widths via ``slim_to_widths`` (after SFP
 training those are exactly the zeroed ones; on a plain model this is L2-norm filter pruning).
@@ -13,9 +13,7 @@ Deviation: SFP zeroes every conv (stem and both convs of each block). Option-A C
 conv1 to be *removed* (the zero-padded shortcut forbids pruning block outputs, torch-pruning trap 5), so only those are
 zeroed here too — zeroing filters that are never removed would only handicap the network.
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``): 0.061 s (reports/resnet56-methods).
-Earlier: pruning ResNet-56 took 0.6 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): 27 L2 norms +
-``slim_to_widths``; the per-epoch zeroing is negligible.
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
@@ -25,11 +23,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from prunebench.errors import PrunebenchError
-from prunebench.models import get_model_spec
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.hooks import TrainHooks
 from prunebench.pruning.base import round_widths, slim_to_widths, uniform_widths
 from prunebench.pruning.registry import Method, PruneRequest, register_method
-from prunebench.training import TrainHooks
 
 
 def l2_scores(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
@@ -87,16 +84,14 @@ class SoftFilterHooks(TrainHooks):
         return {"epochs_zeroed": self.epochs, "filters_zeroed_per_epoch": self.zeroed_last_epoch, "widths": self.widths}
 
 
-def sparsity(model: nn.Module, options: dict[str, Any]) -> SoftFilterHooks:
-    name, ratio = options.get("model"), options.get("ratio")
-    if name is None or ratio is None:
-        raise PrunebenchError("soft-filter training needs the model name and --ratio (the runner passes both); "
-                              "presets are not defined for soft-filter")
-    get_model_spec(name)
-    widths = uniform_widths(model, name, float(ratio))
-    if options.get("round_to"):
-        widths = round_widths(widths, int(options["round_to"]), {n: m.out_channels for n, m in model.named_modules()
-                                                                  if n in widths})
+def sparsity(request: PruneRequest) -> SoftFilterHooks:
+    """Per-epoch zeroing toward the widths the final prune will keep (``--ratio``, rounded to ``round_to``)."""
+    if request.ratio is None:
+        raise PrunebenchError("soft-filter training needs --ratio (presets are not defined for soft-filter)")
+    widths = uniform_widths(request.model, request.model_name, float(request.ratio))
+    if request.round_to:
+        widths = round_widths(widths, request.round_to, {n: m.out_channels for n, m in request.model.named_modules()
+                                                         if n in widths})
     return SoftFilterHooks(widths)
 
 
@@ -106,9 +101,6 @@ METHOD = register_method(
         prune,
         "He et al. 2018 (SFP): zero the lowest-L2 filters after every training epoch, keep updating them, remove at the end",
         (),
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.061 s: L2 norms + slim_to_widths; "
-             "training phase = one baseline-length run "
-             "with per-epoch zeroing",
         sparsity=sparsity,
     )
 )

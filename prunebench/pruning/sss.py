@@ -21,27 +21,36 @@ Presets (ResNet-50, the SSS paper's unit configs, paper-protocol.md §1): per st
 b = the stage's first (projection) block keeps its branch; which identity blocks go is decided by the scales.
 SSS GFLOPs: ResNet-50 4.09 → ResNet-41 3.47, ResNet-32 2.82, ResNet-26 2.33 (−15.2 / −31.1 / −43.0 %).
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``): 0.009 s (reports/resnet56-methods).
-Earlier: pruning ResNet-56 took 0.25 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): 27 scales,
-module replacement and the forward check — no DependencyGraph.
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.hooks import TrainHooks
+from prunebench.core.params import param
 from prunebench.pruning.base import prunable_widths
 from prunebench.pruning.blocks import remove_blocks, residual_blocks
 from prunebench.pruning.registry import Method, Preset, PruneRequest, register_method
-from prunebench.training import TrainHooks
 
 MU_DEFAULT = 1e-3
 ZERO_BELOW_DEFAULT = 1e-3
+
+
+@dataclass(frozen=True)
+class SSSOptions:
+    mu: float = param(MU_DEFAULT, "μ of the block-scale penalty during sparsity training", key="lambda")
+    zero_below: float = param(ZERO_BELOW_DEFAULT, "a block scale below this after a step is set to zero for good")
+
+    def problems(self) -> list[str]:
+        return [f"{k} must be ≥ 0" for k, v in (("lambda", self.mu), ("zero_below", self.zero_below)) if v < 0]
 
 
 def branch_params(block: nn.Module) -> list[nn.Parameter]:
@@ -189,10 +198,9 @@ class SSSHooks(TrainHooks):
         return out
 
 
-def sparsity(model: nn.Module, options: dict[str, Any]) -> SSSHooks:
-    """Hooks for SSS training. ``options``: ``lambda`` (μ, default 1e-3), ``zero_below`` (default 1e-3)."""
-    return SSSHooks(residual_blocks(model), float(options.get("lambda", MU_DEFAULT)),
-                    float(options.get("zero_below", ZERO_BELOW_DEFAULT)))
+def sparsity(request: PruneRequest) -> SSSHooks:
+    """Hooks for SSS training: options ``lambda`` (μ) and ``zero_below``."""
+    return SSSHooks(residual_blocks(request.model), request.options.mu, request.options.zero_below)
 
 
 METHOD = register_method(
@@ -202,9 +210,7 @@ METHOD = register_method(
         "Huang & Wang 2018: sparse scale on each residual block; zero-scale blocks become their shortcut "
         "(--ratio = fraction of blocks removed)",
         PRESETS,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.009 s: 27 block scales + module replacement; "
-             "sparsity phase = one "
-             "baseline-length training with a group-lasso penalty on each block's last affine parameters",
+        options=SSSOptions,
         sparsity=sparsity,
     )
 )

@@ -16,17 +16,19 @@ stage (19,38,76,153) / (32,64,128,256) / (44,89,179,358); block outputs kept) an
 counter's FLOPs ↓: ThiNet-30 71.5 % (paper 71.3), ThiNet-50 55.4 % (55.3), ThiNet-70 36.4 % (36.3), VGG ThiNet-Conv 69.0 %
 (69.0). ThiNet-GAP/Tiny change the head: they are the models ``vgg16-thinet-gap`` / ``vgg16-thinet-tiny`` (Scratch-E/B).
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``, 256 images): 1.3 s (reports/resnet56-methods).
-Earlier, contended (measured with ``prunebench prune --model resnet56 --method thinet --ratio 0.5 --data imagefolder:…cifar10… --json``,
-256 calibration images, on the 2-core CPU shared with other jobs, load average ~5): 19.0 s. Forward passes dominate; the
-block-input cache (feeder.py) makes them ~1.5 calibration passes in all instead of one per pruned layer.
+Forward passes dominate; the block-input cache (feeder.py) makes them ~1.5 calibration passes in all instead of one
+per pruned layer. Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch_pruning as tp
+
+from prunebench.core.params import param
 
 from prunebench.pruning.base import layer_order, verify_forward, verify_widths
 from prunebench.pruning.feeder import Feeder
@@ -44,7 +46,15 @@ from prunebench.pruning.reconstruction import (
 )
 from prunebench.pruning.registry import Method, Preset, PruneRequest, register_method
 
-DEFAULTS = {"rescale": True, "samples_per_image": 10}
+
+
+@dataclass(frozen=True)
+class ThiNetOptions:
+    rescale: bool = param(True, "least-squares rescale of the next layer's kept input channels")
+    samples_per_image: int = param(10, "output locations sampled per calibration image", unit="locations")
+
+    def problems(self) -> list[str]:
+        return [] if self.samples_per_image >= 1 else ["samples_per_image must be ≥ 1"]
 
 
 def greedy_removal(gram: torch.Tensor, count: int) -> list[int]:
@@ -74,7 +84,7 @@ def rescale(z: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def prune(request: PruneRequest) -> nn.Module:
-    opts = {**DEFAULTS, **request.options}
+    opts = {"rescale": request.options.rescale, "samples_per_image": request.options.samples_per_image}
     model, batches = request.model, calibration_batches(request.calibration, "thinet")
     targets = request.target_widths()
     gen = torch.Generator().manual_seed(request.seed)
@@ -157,6 +167,6 @@ METHOD = register_method(
         "smallest, layer by layer, then least-squares rescale of the next layer",
         PRESETS,
         needs_data=True,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5, 256 calibration images: 1.3 s (19 s on the shared CPU)",
+        options=ThiNetOptions,
     )
 )

@@ -3,7 +3,7 @@
 Prune: sort |w| of every Conv2d weight together (the classifier is kept, as in the paper's code), threshold = element
 floor(total·r) of the sorted list, mask = |w| > threshold, pruned weights set to zero. The model keeps its dense shapes
 (``structured=False``): its MACs, ONNX file and latency on dense runtimes do not change — only the *nonzero* counts do,
-which is what the runner records (``prunebench.bench.flops.count_nonzero``) and uses for Scratch-B's budget. The mask is
+which is what the runner records (``prunebench.metrics.flops.count_nonzero``) and uses for Scratch-B's budget. The mask is
 saved as ``mask.pt`` (``prunebench.pruning.weight_masks``).
 
 Regimes (``regime_hooks``): gradients are multiplied by the mask after every backward and the weights re-masked after
@@ -12,9 +12,7 @@ re-initialisation follows the paper's code: He-normal with std √(2/n), n = (su
 the mask. The hooks detect a scratch regime by the runner's fresh init (weights outside the mask are nonzero); a caller
 that wants to keep particular weights (a lottery-ticket reset) must apply the mask first (``weight_masks.apply_masks``).
 
-Cost on a quiet 2-core CPU (trained ResNet-56, ``--ratio 0.5``): 0.041 s (reports/resnet56-methods).
-Earlier: pruning ResNet-56 took 0.13 s (min of 5; 2-core CPU shared at load ≈ 6, where l1-norm takes 1.1 s): one k-th value
-over 0.85 M conv weights; VGG-19 (20 M weights) ~1 s there.
+Measured prune times: docs/methods.md.
 """
 
 from __future__ import annotations
@@ -26,10 +24,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.hooks import TrainHooks
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.weight_masks import apply_masks, density, load_masks
-from prunebench.training import TrainHooks
 
 
 def conv_weights(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -129,7 +127,6 @@ METHOD = register_method(
         "Han et al. 2015: one global |w| threshold over all conv weights (--ratio = fraction removed); masks, dense shapes",
         (),
         structured=False,
-        cost="quiet 2-core CPU, trained ResNet-56, --ratio 0.5: 0.041 s: one k-th value over all conv weights",
         regime_hooks=regime_hooks,
     )
 )

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from prunebench.io import load_state, save_state
+from prunebench.core import paths
+from prunebench.core.io import load_state, save_state
 
-MASK_FILE = "mask.pt"
+MASK_FILE = paths.MASK
 
 
 def weight_masks(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -38,7 +39,7 @@ def load_masks(directory: str | Path) -> dict[str, torch.Tensor]:
     directory = Path(directory)
     if (directory / MASK_FILE).exists():
         return {k: v.bool() for k, v in load_state(directory / MASK_FILE).items()}
-    state = load_state(directory / "model.pt")
+    state = load_state(directory / paths.MODEL)
     return {k: v != 0 for k, v in state.items() if k.endswith(".weight") and v.dim() > 1 and not bool((v != 0).all())}
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunebench.bench import flops
+from prunebench.metrics import flops
 from prunebench.bench.latency import set_torch_threads
-from prunebench.bench.onnx_export import export_onnx
+from prunebench.export.onnx_export import export_onnx
 from prunebench.bench.runtimes import Target
 from prunebench.models import build_model
 from prunebench.pruning import prune_model

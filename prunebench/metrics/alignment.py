@@ -19,7 +19,8 @@ import torch.nn as nn
 DEFAULT_MULTIPLE = 8
 
 
-def _summary(widths: dict[str, int], multiple: int) -> dict[str, Any]:
+def summary(widths: dict[str, int], multiple: int = DEFAULT_MULTIPLE) -> dict[str, Any]:
+    """How many of ``widths`` (layer → output width) are not multiples of ``multiple`` (with up to 8 examples)."""
     bad = {n: w for n, w in widths.items() if w % multiple}
     return {"multiple": multiple, "layers": len(widths), "misaligned": len(bad),
             "examples": dict(list(bad.items())[:8])}
@@ -31,11 +32,4 @@ def misaligned_layers(model: nn.Module, multiple: int = DEFAULT_MULTIPLE) -> dic
               for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     if widths:
         widths.pop(list(widths)[-1])   # the classifier: defined last in every registered model
-    return _summary(widths, multiple)
-
-
-def misaligned_onnx(path: str | Path, multiple: int = DEFAULT_MULTIPLE) -> dict[str, Any]:
-    """The same count on an exported graph (classifier = the layer that feeds the graph output)."""
-    from prunebench.bench.onnx_counts import layers
-
-    return _summary({layer.name: layer.out_channels for layer in layers(path) if not layer.feeds_output}, multiple)
+    return summary(widths, multiple)

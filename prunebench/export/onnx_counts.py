@@ -1,6 +1,6 @@
 """MACs, parameters and layer widths read from an exported ``.onnx`` file — the artifact that actually ships.
 
-Same counting rule as ``prunebench.bench.flops`` (Conv and Gemm/MatMul multiply-accumulates for one image; BN is folded into
+Same counting rule as ``prunebench.metrics.flops`` (Conv and Gemm/MatMul multiply-accumulates for one image; BN is folded into
 the conv by the exporter, activations/pooling/adds are not counted), so for a model exported by prunebench the figure equals
 the PyTorch count exactly — a third, independent check of the counter, and the only one available for a bare ``.onnx``.
 
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-from prunebench.errors import PrunebenchError
+from prunebench.metrics.alignment import DEFAULT_MULTIPLE, summary
+from prunebench.core.errors import PrunebenchError
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,8 @@ def params(path: str | Path) -> int:
     """Values stored in initializers (after BN folding: conv weights + folded biases + FC)."""
     model = onnx.load(str(path))
     return int(sum(int(np.prod(t.dims)) if t.dims else 1 for t in model.graph.initializer))
+
+
+def misaligned_onnx(path: str | Path, multiple: int = DEFAULT_MULTIPLE) -> dict[str, Any]:
+    """``prunebench.metrics.alignment``'s count on an exported graph (classifier = the layer feeding the graph output)."""
+    return summary({layer.name: layer.out_channels for layer in layers(path) if not layer.feeds_output}, multiple)

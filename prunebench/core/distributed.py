@@ -48,7 +48,7 @@ def local_device(requested: str) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            from prunebench.errors import PrunebenchError
+            from prunebench.core.errors import PrunebenchError
 
             raise PrunebenchError("--device cuda asked for, but torch sees no GPU; use --device cpu or auto")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

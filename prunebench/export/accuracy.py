@@ -1,4 +1,4 @@
-"""Accuracy of an exported ONNX model on the test split (PyTorch accuracy lives in ``prunebench.training.evaluate``).
+"""Accuracy of an exported ONNX model on the test split (PyTorch accuracy: ``prunebench.metrics.accuracy``).
 
 The ONNX figure must agree with PyTorch's: the runner records both and the fraction of identical top-1 predictions.
 """
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunebench.bench.latency import ort_session
 from prunebench.data import DataBundle, Split, eval_batches
-from prunebench.training import topk_correct
+from prunebench.export.session import cpu_session
+from prunebench.metrics.accuracy import topk_correct
 
 # Tie-breaking between near-equal logits may flip a prediction; anything beyond this many points is a real disagreement.
 MAX_TOP1_GAP_POINTS = 0.1
@@ -20,7 +20,8 @@ MAX_TOP1_GAP_POINTS = 0.1
 
 def onnx_accuracy(path: str | Path, data: DataBundle, split: Split, threads: int = 1,
                   batch_size: int = 256) -> dict[str, float]:
-    sess = ort_session(path, threads)
+    """Top-1 / top-5 (%) of the ONNX file at ``path`` on ``split``, ONNX Runtime CPU with ``threads`` threads."""
+    sess = cpu_session(path, threads)
     name = sess.get_inputs()[0].name
     c1 = c5 = 0
     for x, y in eval_batches(data, split, batch_size):

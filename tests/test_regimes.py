@@ -5,15 +5,17 @@ import json
 import pytest
 import torch
 
-from prunebench.bench.flops import count
+from prunebench.metrics.flops import count
 from prunebench.cli import main
 from prunebench.config import PruneSpec, load_config
-from prunebench.errors import PrunebenchError
-from prunebench.io import load_state, save_state
+from prunebench.pipeline.plan import validate
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import load_state, save_state
 from prunebench.models import build_model
 from prunebench.pruning import prune_model
 from prunebench.pruning.base import Architecture, architecture_of, kept_channels, save_pruned
-from prunebench.regimes_extra import KEPT_FILE, original_init, replay_kept, save_kept
+from prunebench.core.paths import KEPT as KEPT_FILE
+from prunebench.pruning.kept import original_init, replay_kept, save_kept
 
 
 def _trained_like(model):
@@ -109,9 +111,9 @@ def test_config_accepts_the_regimes_and_a_matched_reduced_entry(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "resnet20"\n[[prune]]\nmethod = "reduced"\noptions = {match_macs_of = "nope"}\n')
     with pytest.raises(PrunebenchError, match="earlier entry"):
-        load_config(bad)
+        validate(load_config(bad))
     with pytest.raises(PrunebenchError, match="unknown regime"):
-        load_config(None, {"regimes": ["lotery"]})
+        validate(load_config(None, {"regimes": ["lotery"]}))
     assert PruneSpec("reduced", ratio=0.5).label == "reduced-r0.5"
 
 
@@ -136,8 +138,8 @@ def test_scale_family_widths_hit_their_macs_targets():
 
 
 def test_runner_prunes_reduced_at_the_matched_entrys_macs(tmp_path):
-    from prunebench.io import write_json
-    from prunebench.runner import Runner
+    from prunebench.core.io import write_json
+    from prunebench.pipeline.runner import Runner
 
     plan = tmp_path / "p.toml"
     plan.write_text('model = "resnet20"\ndata = "synthetic:64,32"\nregimes = ["scratch-e"]\n'
@@ -153,7 +155,7 @@ def test_runner_prunes_reduced_at_the_matched_entrys_macs(tmp_path):
     write_json(tmp_path / "run" / "seed0" / "l1-norm-r0.5" / "pruned" / "prune.json",
                {"after": target.to_dict()})
     spec = cfg.prune[1]
-    runner.prune(0, spec, base, tmp_path / "run" / "seed0" / spec.label / "pruned")
+    runner.execute(runner.graph[f"seed0/{spec.label}/pruned"])
     rec = json.loads((tmp_path / "run" / "seed0" / spec.label / "pruned" / "prune.json").read_text())
     assert rec["matched"] == {"label": "l1-norm-r0.5", "metric": "macs", "target": target.macs}
     assert abs(rec["after"]["macs"] / target.macs - 1) < 0.01

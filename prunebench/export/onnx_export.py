@@ -7,8 +7,9 @@ torch's dynamo exporter (BN folded into convs by its optimiser). Verification, a
 2. ONNX Runtime (CPU) vs PyTorch eager on a fixed batch: ``|ort − torch| ≤ ATOL + RTOL·|torch|`` element-wise
    (ATOL = 1e-4, RTOL = 1e-3: fp32 reassociation and BN folding move logits by ~1e-6 on these nets); the max abs diff is kept;
 3. slimness: every Conv/Linear weight shape of the PyTorch model appears among the ONNX initializers (a Linear may appear
-   transposed), and the ONNX weights hold no more values than the PyTorch model's parameters — i.e. the file carries the
-   slimmed tensors, not masked dense ones.
+   transposed), and the ONNX weights hold no more values than the PyTorch model's parameters plus its BatchNorm running
+   statistics (kept where a BN cannot be folded into a conv) — i.e. the file carries the slimmed tensors, not masked
+   dense ones.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import onnx
 import torch
 import torch.nn as nn
 
-from prunebench.errors import PrunebenchError
-from prunebench.io import atomic_write
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import atomic_write
+from prunebench.export.session import cpu_session
 
 ATOL = 1e-4
 RTOL = 1e-3
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 MAX_BATCH = 1024
 
 
@@ -77,14 +80,12 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
 
 def verify_onnx(path: str | Path, model: nn.Module, batch: torch.Tensor) -> OnnxCheck:
     """Run the three checks of the module docstring on an exported file."""
-    import onnxruntime as ort
-
     path = Path(path)
     onnx.checker.check_model(str(path), full_check=True)
     model = model.cpu().eval()
     with torch.no_grad():
         expected = model(batch).numpy()
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = cpu_session(path)
     got = sess.run(None, {sess.get_inputs()[0].name: batch.numpy()})[0]
     diff = np.abs(got - expected)
     parity = got.shape == expected.shape and bool(np.all(diff <= ATOL + RTOL * np.abs(expected)))
@@ -95,7 +96,8 @@ def verify_onnx(path: str | Path, model: nn.Module, batch: torch.Tensor) -> Onnx
 def check_slim(path: str | Path, model: nn.Module) -> tuple[bool, str]:
     graph = onnx.load(str(path)).graph
     init_shapes = collections.Counter(tuple(t.dims) for t in graph.initializer)
-    onnx_values = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    # weights only: integer initializers are shapes and indices (Reshape, Slice) that the exporter adds
+    onnx_values = sum(int(np.prod(t.dims)) for t in graph.initializer if t.data_type in FLOAT_TYPES)
     missing = []
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -107,13 +109,17 @@ def check_slim(path: str | Path, model: nn.Module) -> tuple[bool, str]:
                 init_shapes[alt] -= 1
             else:
                 missing.append(f"{name}{list(shape)}")
-    torch_values = sum(p.numel() for p in model.parameters())
+    # BatchNorms that cannot be folded into a neighbouring conv (pre-activation BN after a concat, DenseNet) keep their
+    # running statistics in the file: those count as the model's values too.
+    torch_values = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
     if missing:
         return False, f"{len(missing)} weight shape(s) not in the ONNX file, e.g. {missing[0]}"
     if onnx_values > torch_values:
-        return False, f"ONNX holds {onnx_values} weight values, more than the model's {torch_values} parameters"
+        return False, (f"ONNX holds {onnx_values} weight values, more than the model's {torch_values} parameters and "
+                       "BatchNorm statistics")
     return True, f"all {sum(1 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))} conv/linear shapes match; " \
-                 f"{onnx_values} ONNX values ≤ {torch_values} parameters"
+                 f"{onnx_values} ONNX values ≤ {torch_values} parameters + BN statistics"
 
 
 def export_and_verify(model: nn.Module, input_shape: tuple[int, ...], path: str | Path,

@@ -12,9 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
+from prunebench.core.errors import PrunebenchError
 
-from prunebench.errors import PrunebenchError
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)   # os.umask can only be read by setting it: read once, at import, and put it back
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -25,11 +32,22 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp creates 0600; a saved file gets the mode open() would give it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def remove_stale_temps(root: str | Path) -> int:
+    """Delete the temporary files ``atomic_write`` leaves when a process is killed mid-write; returns how many."""
+    n = 0
+    for tmp in Path(root).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -60,11 +78,15 @@ def read_json(path: str | Path) -> Any:
 
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Save tensors/plain containers only: the file loads with ``torch.load(weights_only=True)``."""
+    import torch
+
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint without executing code; a corrupt or pickled-module file is a one-line error."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise PrunebenchError(f"checkpoint not found: {path}")
@@ -81,7 +103,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
 def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
-    if isinstance(o, torch.Tensor):
+    if hasattr(o, "tolist"):   # tensors and numpy arrays
         return o.tolist()
     if hasattr(o, "item"):
         return o.item()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
-from prunebench.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError
 
 T = TypeVar("T")
 
@@ -19,6 +19,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} registered twice")
         self._items[name] = item
         return item
+
+    def unregister(self, name: str) -> T:
+        """Remove and return ``name`` (tests that register throw-away examples clean up with it)."""
+        return self._items.pop(name)
 
     def get(self, name: str) -> T:
         try:

@@ -1,0 +1,39 @@
+"""The ``prunebench bench`` flags (torch-free: ``--help`` must not import torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+from prunebench.bench.catalog import RUNTIMES
+
+EXAMPLES = """examples:
+  prunebench bench runs/quickstart --batch-sizes 1 64            every variant of a run, vs its baseline
+  prunebench bench dense/ pruned/ --runtimes onnxruntime --json  two model directories (arch.json + model.pt)
+  prunebench bench model.onnx --threads 2                        one ONNX file on ONNX Runtime"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH", help=".onnx file, prunebench model directory, or run directory")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], help="batch sizes to sweep (default: 1)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads: torch.set_num_threads and ORT intra-op (default 1)")
+    p.add_argument("--runtimes", nargs="+", default=None,
+                   help=f"subset of {', '.join(RUNTIMES)} (default: all but pytorch-cudagraph)")
+    p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cpu and/or cuda (default both; cuda is "
+                                                                         "skipped with the reason where absent)")
+    p.add_argument("--repeats", type=int, default=50, help="interleaved rounds at batch ≤ 8, fewer at large batch, never below 10 (default: 50)")
+    p.add_argument("--warmup", type=int, default=10, help="minimum warm-up calls; warm-up continues until stable (default: 10)")
+    p.add_argument("--warmup-max", type=int, default=200, help="cap on warm-up calls per variant and cell (default: 200)")
+    p.add_argument("--max-cell-seconds", type=float, default=None, help="stop a cell's rounds after this many seconds, never below 10 rounds (default: no limit)")
+    p.add_argument("--cuda-graphs", action="store_true", help="also time PyTorch CUDA graphs (pytorch-cudagraph; default: off)")
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                   help="torch.backends.cudnn.benchmark for PyTorch CUDA, recorded either way (default: on)")
+    p.add_argument("--reference", help="variant id used as the speed-up reference (default: the first / the baseline)")
+    p.add_argument("--json", action="store_true", help="print the JSON document (schema prunebench.bench/1) instead of tables (default: off)")
+    p.add_argument("--out", help="also write the JSON document to this file (default: none)")
+    p.add_argument("--schema", action="store_true", help="print the JSON Schema of --json output and exit (default: off)")
+    p.add_argument("--repeatability", action="store_true",
+                   help="benchmark the harness itself: the same measurement N× in one process and in N processes (default: off)")
+    p.add_argument("--repeat-count", type=int, default=5, help="with --repeatability: repetitions (default 5)")
+    p.add_argument("--model", default="resnet56", help="with --repeatability: registered model to build (default resnet56)")
+    p.add_argument("--report", default="reports/latency-repeatability.md", help="with --repeatability: Markdown output")
+    p.add_argument("--note", default="", help="with --repeatability: a sentence on the machine's conditions for the report")

@@ -1,0 +1,65 @@
+"""Every file and folder name of a run directory, in one place (OpenLTH keeps one paths module the same way).
+
+Layout of ``prunebench run --out DIR``::
+
+    config.json                        the plan as last run
+    .lock                              held while a run works on DIR
+    seed<S>/baseline/                  init.pt, model.pt, arch.json, train.json; model.onnx, measure.json
+    seed<S>/<label>/sparse/            a method's own training phase (slimming, SSS, SFP): model.pt, arch.json, train.json
+    seed<S>/<label>/pruned/            model.pt, arch.json, prune.json, kept.json (mask.pt for masks)
+    seed<S>/<label>/<variant>/         model.pt, arch.json, train.json; model.onnx, measure.json (one per regime variant)
+    seed<S>/latency.json               all variants of the seed, measured interleaved
+    results.json, report.md, pareto.png
+
+``label`` is a [[prune]] entry's label (``l1-norm-r0.5``); ``variant`` is what a regime adds (``finetune``,
+``scratch-b``, ``lottery-lr0.1``, ``scale-0.5x``, …).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# run level
+CONFIG = "config.json"
+LOCK = ".lock"
+RESULTS = "results.json"
+REPORT = "report.md"
+PARETO = "pareto.png"
+LATENCY = "latency.json"
+# folders
+BASELINE = "baseline"
+SPARSE = "sparse"
+PRUNED = "pruned"
+# files of a model directory
+MODEL = "model.pt"
+ARCH = "arch.json"           # written last by a model save: its presence marks a complete save
+INIT = "init.pt"             # the baseline's initial weights (the lottery-ticket regime replays the prune on them)
+TRAIN = "train.json"         # a training stage's record
+LAST = "last.pt"             # per-epoch checkpoint of a training stage, removed when the stage finishes
+PRUNE = "prune.json"         # the prune stage's record
+KEPT = "kept.json"           # surviving original channel indices per pruned layer
+MASK = "mask.pt"             # weight masks of an unstructured method
+ONNX = "model.onnx"
+MEASURE = "measure.json"     # export + verification + accuracy record of a variant
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    return Path(out) / f"seed{seed}"
+
+
+def baseline_dir(out: Path, seed: int) -> Path:
+    return seed_dir(out, seed) / BASELINE
+
+
+def entry_dir(out: Path, seed: int, label: str) -> Path:
+    return seed_dir(out, seed) / label
+
+
+def variant_dir(out: Path, seed: int, label: str | None, variant: str) -> Path:
+    """The directory of a trained network: the baseline (``label`` None) or an entry's regime variant."""
+    return baseline_dir(out, seed) if label is None else entry_dir(out, seed, label) / variant
+
+
+def variant_key(seed: int, label: str | None, variant: str) -> str:
+    """The id a variant has in results.json and latency tables: ``seed0/baseline``, ``seed0/l1-norm-r0.5/scratch-b``."""
+    return f"seed{seed}/{label + '/' if label else ''}{variant}"

@@ -1,0 +1,99 @@
+"""Execute a plan's stage graph in this process, in order, resumably.
+
+Everything about *whether* a stage runs lives here once: a stage whose record carries its digest is done and skipped;
+a stage without a record runs (a training stage resumes from its per-epoch checkpoint); a stage whose record came from a
+different plan is stale — cheap derived stages (measurements, the report) are simply recomputed, while finished training
+or pruning is discarded only with ``rerun_changed`` (``--rerun-changed``), else the run stops before any work with a
+line that names what changed. The record is written last (atomically), so a kill at any point leaves either a finished
+stage or one that will run again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tabulate import tabulate
+
+from prunebench.config import ExperimentConfig, plan_dict
+from prunebench.core import distributed as dist
+from prunebench.core import paths
+from prunebench.core.io import read_json, remove_stale_temps, write_json
+from prunebench.core.stage import DONE, STALE, Graph, Stage, refuse_unless, stamp, state, states, why_stale
+from prunebench.pipeline.env import RunEnv
+from prunebench.pipeline.graph import build_graph
+from prunebench.pipeline.plan import validate
+from prunebench.pipeline.stages import KINDS
+
+TRAINING_KINDS = ("baseline", "sparse", "train")
+
+
+class Runner:
+    """``Runner(cfg, out).run()``: validate, build the graph, check what is stale, execute what is not done."""
+
+    def __init__(self, cfg: ExperimentConfig, out: str | Path, log: Callable[[str], None] = print,
+                 rerun_changed: bool = False) -> None:
+        self.cfg = validate(cfg)
+        self.out = Path(out)
+        self.env = RunEnv(cfg, self.out, log)
+        self.log = self.env.log
+        self.rerun_changed = rerun_changed
+        self.graph: Graph = build_graph(cfg, self.out)
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        stale = [s for s in self.graph if states(self.graph, self.out).get(s.key) == STALE and not s.always]
+        refuse_unless(self.rerun_changed, self.graph, self.out, stale)
+        if dist.is_main():
+            remove_stale_temps(self.out) if self.out.exists() else None
+            for s in stale:
+                self.log(f"{s.key}: rerunning ({why_stale(self.graph, self.out, s)})")
+                self._discard(s)
+            write_json(self.out / paths.CONFIG, plan_dict(self.cfg))
+        for stage in self.graph:
+            self.execute(stage)
+        self.log(f"done in {time.perf_counter() - t0:.0f} s: {self.out / paths.REPORT}")
+        return read_json(self.out / paths.RESULTS) if dist.is_main() else {}
+
+    def _discard(self, stage: Stage) -> None:
+        if stage.owns_directory:
+            shutil.rmtree(self.out / stage.directory, ignore_errors=True)
+        else:
+            stage.record_path(self.out).unlink(missing_ok=True)
+
+    def execute(self, stage: Stage) -> None:
+        dist.barrier()
+        if state(self.graph, self.out, stage) == DONE:
+            if stage.kind in TRAINING_KINDS:
+                self.log(f"{stage.key}: done, skipped")
+            return
+        if not (stage.all_ranks or dist.is_main()):
+            return
+        record = KINDS[stage.kind](stage, self.env, self.graph.digest(stage.key))
+        if dist.is_main():
+            write_json(stage.record_path(self.out), record | {"stage": stamp(self.graph, stage)})
+            (self.out / stage.directory / paths.LAST).unlink(missing_ok=True)
+
+
+def describe(graph: Graph, out: Path) -> str:
+    """The --dry-run table: every stage, its state, and the epochs it would train."""
+    st = states(graph, out)
+    rows, to_train, unknown = [], 0.0, 0
+    for s in graph:
+        status = "always" if s.always else st[s.key]
+        epochs = "—" if s.epochs is None and s.kind not in TRAINING_KINDS else (
+            "after prune" if s.epochs is None else f"{s.epochs:g}")
+        if status != DONE and s.kind in TRAINING_KINDS:
+            if s.epochs is None:
+                unknown += 1
+            else:
+                to_train += s.epochs
+        rows.append([s.key, s.kind, status, epochs, s.title])
+    counts = {k: sum(1 for s in graph if (("always" if s.always else st[s.key]) == k)) for k in
+              ("done", "pending", "stale", "always")}
+    summary = (f"{len(graph)} stages: {counts['done']} done, {counts['pending']} pending, {counts['stale']} stale"
+               f"{', 1 always runs (report)' if counts['always'] else ''}; {to_train:g} training epochs to run"
+               + (f" (+ {unknown} Scratch-B stage(s) whose epochs follow from the prune)" if unknown else ""))
+    return tabulate(rows, headers=["stage", "kind", "state", "epochs", "what"], tablefmt="simple") + "\n\n" + summary

@@ -1,0 +1,113 @@
+"""Regimes: the ways a pruned architecture is trained, as plug-ins.
+
+A regime is one module that subclasses :class:`Regime` and registers it with :func:`register_regime`; the package
+``__init__`` imports it (one line). For each [[prune]] entry of a seed a regime declares the *variants* it adds
+(``variants``: names, titles and the plan fields each depends on — pure, from the plan), and for each variant how its
+training starts (``start``: the architecture, its initial weights and the recipe — run when the stage executes, reading
+the pruned model from disk). The pipeline turns every variant into a training stage plus a measure stage and never needs
+to know a regime's name. A regime may add a section to report.md (``report_section``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from prunebench.config import ExperimentConfig, PruneSpec, TrainConfig
+from prunebench.core import paths
+from prunebench.core.registry import Registry
+from prunebench.models import reinitialize
+from prunebench.pruning import Method
+from prunebench.pruning.base import Architecture, load_pruned
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One [[prune]] entry of one seed, as a regime sees it."""
+
+    cfg: ExperimentConfig
+    seed: int
+    spec: PruneSpec
+    method: Method
+    out: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return paths.baseline_dir(self.out, self.seed)
+
+    @property
+    def dir(self) -> Path:
+        return paths.entry_dir(self.out, self.seed, self.spec.label)
+
+    @property
+    def pruned_dir(self) -> Path:
+        return self.dir / paths.PRUNED
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """A trained network a regime adds: its directory name, title, and the plan fields its training depends on."""
+
+    name: str                          # directory and results.json ``regime`` value, e.g. "scratch-b", "lottery-lr0.1"
+    regime: str                        # the plug-in's name
+    title: str
+    params: dict[str, Any] = field(default_factory=dict)   # JSON-able; part of the stage digest
+    epochs: float | None = None        # for --dry-run; None: known only once the entry is pruned
+    same_architecture: bool = True     # False: not the entry's pruned architecture (the scale family's members)
+
+
+@dataclass
+class Start:
+    """How a variant's training starts."""
+
+    arch: Architecture
+    model: "nn.Module"
+    recipe: TrainConfig
+    budget: dict[str, Any] = field(default_factory=dict)   # recorded in train.json (e.g. Scratch-B's rule and R)
+    note: str = ""                                          # for the log line
+
+
+class Regime:
+    """Base class of a regime plug-in (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    def variants(self, entry: Entry) -> list[VariantPlan]:
+        raise NotImplementedError
+
+    def start(self, entry: Entry, plan: VariantPlan) -> Start:
+        raise NotImplementedError
+
+    def report_section(self, results: dict[str, Any], labels: list[str]) -> list[str]:
+        """Markdown lines for report.md (after the main accuracy table); none by default."""
+        return []
+
+
+REGIMES: Registry[Regime] = Registry("regime")
+
+
+def register_regime(cls: type[Regime]) -> type[Regime]:
+    """Class decorator: register one instance of a Regime subclass under its ``name``."""
+    REGIMES.register(cls.name, cls())
+    return cls
+
+
+def fresh_init(entry: Entry) -> tuple[Architecture, "nn.Module"]:
+    """The pruned architecture with a fresh init (Scratch-E/B): the model's own init, seeded by seed + 1 so that it
+    differs from the baseline's."""
+    arch, model = load_pruned(entry.pruned_dir, with_weights=False)
+    torch.manual_seed(entry.seed + 1)
+    reinitialize(model)
+    return arch, model
+
+
+def with_lr(recipe: TrainConfig, lr: float) -> TrainConfig:
+    return replace(recipe, lr=lr)
