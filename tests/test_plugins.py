@@ -24,9 +24,7 @@ def keep_first(request: PruneRequest):
 class HalfLr(Regime):
     """Example regime: Scratch-E at half the baseline's learning rate."""
 
-    name = "scratch-e-half-lr"
-    title = "Scratch-E, half lr"
-    summary = "example"
+    name, title = "scratch-e-half-lr", "Scratch-E, half lr"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         return [VariantPlan(self.name, self.name, self.title, {"lr_factor": 0.5}, entry.cfg.baseline.epochs)]

@@ -70,32 +70,23 @@ def sparsity_hooks(model: nn.Module, model_name: str, method: str, **plan: Any) 
     return m.sparsity(make_request(model, model_name, method, **plan))
 
 
-def prune_model(
-    model: nn.Module,
-    model_name: str,
-    num_classes: int,
-    method: str,
-    preset: str | None = None,
-    ratio: float | None = None,
-    widths: dict[str, int] | None = None,
-    round_to: int | None = None,
-    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
-    seed: int = 0,
-    options: Any = None,
-) -> tuple[nn.Module, Architecture]:
-    """Prune ``model`` (in place where the method allows) and return it with its architecture record."""
+def prune_model(model: nn.Module, model_name: str, num_classes: int, method: str,
+                **how: Any) -> tuple[nn.Module, Architecture]:
+    """Prune ``model`` (in place where the method allows) and return it with its architecture record.
+
+    ``how``: :func:`make_request`'s keywords — exactly one of ``preset`` / ``ratio`` / ``widths``, and ``round_to``,
+    ``calibration`` (batches, for data-driven methods), ``seed``, ``options``. Errors: PrunebenchError (one line)."""
     m = get_method(method)
-    m.parse_options(options)   # option errors first
-    if m.needs_data and calibration is None:
+    m.parse_options(how.get("options"))   # option errors first
+    if m.needs_data and how.get("calibration") is None:
         raise PrunebenchError(f"{method} needs data to prune: pass --data (e.g. imagefolder:PATH or synthetic)")
-    torch.manual_seed(seed)    # before the example input is drawn, as always: the same seed gives the same prune
-    request = make_request(model, model_name, method, preset=preset, ratio=ratio, widths=widths, round_to=round_to,
-                           calibration=calibration, seed=seed, options=options)
+    torch.manual_seed(how.get("seed", 0))   # before the example input is drawn: the same seed gives the same prune
+    request = make_request(model, model_name, method, **how)
     pruned = m.prune(request)
     verify_forward(pruned, request.example, num_classes)
     arch = architecture_of(
         pruned, model_name, num_classes, method=method,
-        preset=request.preset.title if request.preset else None, ratio=ratio,
+        preset=request.preset.title if request.preset else None, ratio=request.ratio,
     )
     arch.notes.update(request.notes)
     return pruned, arch

@@ -78,7 +78,11 @@ class Regime:
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
+
+    @property
+    def summary(self) -> str:
+        """One line for `prunebench list`: the class docstring's first line."""
+        return (type(self).__doc__ or "").strip().splitlines()[0].rstrip(".") if type(self).__doc__ else ""
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         raise NotImplementedError

@@ -23,9 +23,9 @@ def finetune_recipe(cfg: ExperimentConfig) -> TrainConfig:
 
 @register_regime
 class Finetune(Regime):
-    name = "finetune"
-    title = "Fine-tuned"
-    summary = "inherited weights, constant small lr ([finetune])"
+    """Inherited weights, constant small lr ([finetune])."""
+
+    name, title = "finetune", "Fine-tuned"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         if entry.method.scratch_only:

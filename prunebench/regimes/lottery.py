@@ -28,9 +28,9 @@ VARIANTS = (("lottery-lr0.1", "original", 0.1, "Lottery init, lr 0.1"),
 
 @register_regime
 class Lottery(Regime):
-    name = "lottery"
-    title = "Lottery ticket vs random init"
-    summary = "original init of the large model (replayed prune) vs random init, at lr 0.1 and 0.01"
+    """Original init of the large model (replayed prune) vs random init, at lr 0.1 and 0.01."""
+
+    name, title = "lottery", "Lottery ticket vs random init"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         recipe = entry.cfg.baseline

@@ -25,9 +25,9 @@ RULE = "widths = clamp(round(m × pruned widths), 1, dense), m by bisection on M
 
 @register_regime
 class ScaleFamily(Regime):
-    name = "scale-family"
-    title = "Scale family"
-    summary = "the pruned width profile rescaled to [scratch] scale_factors × its MACs, each from scratch"
+    """The pruned width profile rescaled to [scratch] scale_factors × its MACs, each from scratch."""
+
+    name, title = "scale-family", "Scale family"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         if not entry.method.structured:

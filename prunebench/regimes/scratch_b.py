@@ -38,9 +38,9 @@ def budget_of(entry: Entry) -> tuple[int, float, bool]:
 
 @register_regime
 class ScratchB(Regime):
-    name = "scratch-b"
-    title = "Scratch-B"
-    summary = "fresh init, the baseline's compute budget: epochs × MACs ratio"
+    """Fresh init, the baseline's compute budget: epochs × MACs ratio."""
+
+    name, title = "scratch-b", "Scratch-B"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         estimate = budget_of(entry)[0] if (entry.pruned_dir / paths.PRUNE).exists() else None

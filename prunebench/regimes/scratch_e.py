@@ -9,9 +9,9 @@ from prunebench.regimes.base import Entry, Regime, Start, VariantPlan, fresh_ini
 
 @register_regime
 class ScratchE(Regime):
-    name = "scratch-e"
-    title = "Scratch-E"
-    summary = "fresh init, the baseline's recipe and epochs"
+    """Fresh init, the baseline's recipe and epochs."""
+
+    name, title = "scratch-e", "Scratch-E"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
         recipe = entry.cfg.baseline
