@@ -47,6 +47,9 @@ def _add_dataclass_flags(parser: argparse._ActionsContainer, cls: type, prefix: 
         dest = (prefix + "." if prefix else "") + name
         base, is_seq = _base_type(tp)
         kwargs: dict[str, Any] = {"dest": dest, "default": None}
+        if typing.get_origin(base) is typing.Literal:
+            kwargs["choices"] = typing.get_args(base)
+            base = type(typing.get_args(base)[0])
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -67,6 +70,8 @@ def _base_type(tp: Any) -> tuple[type, bool]:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if origin in (tuple, list):
         return args[0], True
+    if origin is typing.Literal:
+        return tp, False
     if args and origin is not None:
         return _base_type(args[0])
     return tp, False
@@ -119,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prunebench.pipeline.runner import Runner
 
     dist.init_from_env()
-    Runner(cfg, out, rerun_changed=args.rerun_changed).run()
+    Runner(cfg, out, rerun_changed=args.rerun_changed, jobs=args.jobs, threads=args.threads_per_stage,
+           executor=args.executor, address=args.address, gpus_per_stage=args.gpus_per_stage).run()
     return 0
 
 
@@ -255,7 +261,8 @@ RUN_EXAMPLES = """examples:
   prunebench run --data imagefolder:../shared/datasets/cifar10-jpeg.tar.gz     the quickstart
   prunebench run reports/plans/resnet56-methods.toml --dry-run                 the stages, what is done, epochs to train
   prunebench run plan.toml --out runs/r56 --baseline-epochs 20 --method l1-norm --preset A
-  prunebench run plan.toml --out runs/r56 --finetune-lr 0.01 --rerun-changed   recompute what the change affects"""
+  prunebench run plan.toml --out runs/r56 --finetune-lr 0.01 --rerun-changed   recompute what the change affects
+  prunebench run plan.toml --out runs/r56 --jobs 2 --threads-per-stage 1       two stages at once"""
 
 PRUNE_EXAMPLES = """examples:
   prunebench prune --model resnet56 --method l1-norm --preset B --json
@@ -283,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun-changed", action="store_true",
                      help="recompute finished stages whose plan fields changed (default: off: such a run stops and "
                           "names them)")
+    ex = run.add_argument_group("execution (not part of the plan: results do not depend on it)")
+    ex.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="run up to N ready stages at once on this machine (default: 1, in this process)")
+    ex.add_argument("--threads-per-stage", type=int, metavar="T",
+                    help="torch threads of each stage (default: cores / jobs with --jobs > 1, torch's own otherwise); "
+                         "the same T gives the same numbers whatever --jobs")
+    ex.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="where stages run: local processes, or a Ray cluster (pip install 'prunebench[ray]'; "
+                         "default: local)")
+    ex.add_argument("--address", help="with --executor ray: the cluster to join, e.g. auto or ray://host:10001 "
+                                      "(default: start a local Ray instance)")
+    ex.add_argument("--gpus-per-stage", type=float, default=0.0, metavar="G",
+                    help="with --executor ray: GPUs each stage requests; fractional values share a GPU (default: 0)")
     top = run.add_argument_group("plan fields")
     _add_dataclass_flags(top, ExperimentConfig)
     for section, cls in (("baseline", TrainConfig), ("finetune", FinetuneConfig), ("scratch", ScratchConfig),

@@ -28,7 +28,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.params import from_mapping, param, to_mapping
@@ -55,8 +55,11 @@ class TrainConfig:
     milestones: tuple[float, ...] = param((0.5, 0.75), "fractions of the epochs at which the lr is multiplied by gamma")
     gamma: float = param(0.1, "lr factor at each milestone")
     nesterov: bool = param(False, "Nesterov momentum")
-    amp: bool = param(True, "bf16 autocast on CUDA (ignored on CPU)")
-    num_workers: int = param(0, "DataLoader worker processes", unit="processes")
+    precision: Literal["auto", "fp32", "bf16"] = param(
+        "auto", "training arithmetic: bf16 autocast + channels_last, or fp32; auto = bf16 on CUDA and on CPUs with "
+                "native bf16 (AVX512-BF16 / AMX), fp32 elsewhere (the choice is recorded)")
+    compile: bool = param(False, "torch.compile the training step (not faster on the CPUs measured so far)")
+    num_workers: int = param(0, "DataLoader worker processes (streamed datasets only)", unit="processes")
 
     def milestone_epochs(self) -> list[int]:
         return sorted({int(self.epochs * m) for m in self.milestones if 0 < int(self.epochs * m) < self.epochs})

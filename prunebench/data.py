@@ -18,7 +18,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Iterator
+
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
@@ -122,10 +125,80 @@ def calibration_batches(bundle: DataBundle, batches: int = 4, batch_size: int = 
     return out
 
 
-def eval_batches(bundle: DataBundle, split: Split, batch_size: int = 256):
-    """Yield normalised float batches in a fixed order."""
+# ---------------------------------------------------------------------------------------------- device-resident batches
+PAD = 4   # the paper's CIFAR augmentation: zero-pad 4 pixels, random crop back to size, random horizontal flip
+
+
+def crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+              pad: int = PAD) -> torch.Tensor:
+    """Whole-batch pad-``pad`` random crop + horizontal flip as tensor ops on the images' device.
+
+    ``images``: B×C×H×W (any dtype); ``dy``/``dx``: B crop offsets in [0, 2·pad]; ``flip``: B bools. Equivalent to
+    torchvision's ``RandomCrop(size, padding=pad)`` (zero fill) + ``RandomHorizontalFlip`` applied per image."""
+    b, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]          # B×1×H×1
+    cols = (dx[:, None] + torch.arange(w, device=images.device))                            # B×W
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]                 # B×1×1×W
+    bi = torch.arange(b, device=images.device)[:, None, None, None]
+    ci = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[bi, ci, rows, cols]
+
+
+def _on_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split's uint8 images and labels on ``device``, copied once per split and device."""
+    cache = split.__dict__.setdefault("_device_copies", {})
+    key = str(device)
+    if key not in cache:
+        cache.clear()   # one device at a time: a stage trains on one device
+        cache[key] = (split.images.to(device), split.labels.to(device))
+    return cache[key]
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """The shuffled sample order of one epoch (seeded by (seed, epoch): a resumed run sees the same batches); under DDP
+    each rank takes every world_size-th sample of the same permutation, padded so that every rank gets as many."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    if world_size > 1:
+        total = -(-n // world_size) * world_size
+        order = torch.cat([order, order[: total - n]])[rank:total:world_size]
+    return order
+
+
+def train_batches(bundle: DataBundle, batch_size: int, seed: int, epoch: int, device: torch.device,
+                  rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Augmented, normalised training batches for one epoch, built on ``device`` from the uint8 training set kept
+    there: no per-sample Python, no host-to-device copy per step. Crops and flips come from a generator seeded by
+    (seed, epoch, rank), so every rank draws its own and a resumed epoch is the same epoch. Yields (x float B×C×H×W,
+    y int64 B) on ``device``; the last batch may be smaller."""
+    images, labels = _on_device(bundle.train, device)
+    mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1)
+    order = epoch_order(len(bundle.train), seed, epoch, rank, world_size)
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919 * (rank + 1))
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        k = len(idx)
+        dy = torch.randint(0, 2 * PAD + 1, (k,), generator=gen)
+        dx = torch.randint(0, 2 * PAD + 1, (k,), generator=gen)
+        flip = torch.rand(k, generator=gen) < 0.5
+        idx = idx.to(device)
+        x = crop_flip(images.index_select(0, idx), dy.to(device), dx.to(device), flip.to(device))
+        yield (x.float().div_(255).sub_(mean).div_(std)), labels.index_select(0, idx)
+
+
+def eval_batches(bundle: DataBundle, split: Split, batch_size: int = 256, device: torch.device | None = None):
+    """Yield normalised float batches (B×C×H×W, labels B) in a fixed order; with ``device``, built there from a copy of
+    the split kept on it (no host-to-device copy per batch)."""
+    if device is None or device.type == "cpu":
+        for i in range(0, len(split), batch_size):
+            yield normalize_batch(bundle, split.images[i:i + batch_size]), split.labels[i:i + batch_size]
+        return
+    images, labels = _on_device(split, device)
+    mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1)
     for i in range(0, len(split), batch_size):
-        yield normalize_batch(bundle, split.images[i:i + batch_size]), split.labels[i:i + batch_size]
+        yield images[i:i + batch_size].float().div_(255).sub_(mean).div_(std), labels[i:i + batch_size]
 
 
 # ---------------------------------------------------------------------------------------------------------------- sources

@@ -9,7 +9,8 @@ from prunebench.bench.catalog import RUNTIMES
 EXAMPLES = """examples:
   prunebench bench runs/quickstart --batch-sizes 1 64            every variant of a run, vs its baseline
   prunebench bench dense/ pruned/ --runtimes onnxruntime --json  two model directories (arch.json + model.pt)
-  prunebench bench model.onnx --threads 2                        one ONNX file on ONNX Runtime"""
+  prunebench bench model.onnx --threads 2                        one ONNX file on ONNX Runtime
+  prunebench bench --train resnet56 --train-batch 128            training images/s: prunebench vs the plain loop"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,3 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet56", help="with --repeatability: registered model to build (default resnet56)")
     p.add_argument("--report", default="reports/latency-repeatability.md", help="with --repeatability: Markdown output")
     p.add_argument("--note", default="", help="with --repeatability: a sentence on the machine's conditions for the report")
+    p.add_argument("--train", metavar="MODEL", help="instead: training throughput of MODEL, prunebench's loop vs the plain "
+                                                    "per-image fp32 loop, side by side (default: off)")
+    p.add_argument("--train-batch", type=int, default=64, help="with --train: training batch size (default: 64)")
+    p.add_argument("--train-images", type=int, default=2048, help="with --train: images per pass (default: 2048)")
+    p.add_argument("--train-rounds", type=int, default=3, help="with --train: alternating passes per loop (default: 3)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="with --train: prunebench loop precision (default: auto, bf16 where native)")
+    p.add_argument("--device", default="cpu", help="with --train: cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--train-data-batch", type=int, default=512,
+                   help="with --train: batch size of the data-path comparison (default: 512)")

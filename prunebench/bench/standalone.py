@@ -193,6 +193,20 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.schema:
         print(json.dumps(BENCH_SCHEMA, indent=2))
         return 0
+    if args.train:
+        from prunebench.bench.train_throughput import measure as measure_training, render
+
+        for name in ("train_batch", "train_images", "train_rounds", "train_data_batch", "threads"):
+            if getattr(args, name) < 1:
+                raise PrunebenchError(f"--{name.replace('_', '-')} must be ≥ 1")
+        r = measure_training(args.train, args.train_batch, args.train_images, args.train_rounds, args.device,
+                             args.precision, args.train_data_batch, args.threads)
+        if args.out:
+            from prunebench.core.io import write_json
+
+            write_json(args.out, r)
+        print(json.dumps(r, indent=2) if args.json else render(r))
+        return 0
     if args.repeatability:
         from prunebench.bench.repeatability import run_repeatability
 

@@ -37,6 +37,13 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over ranks, in place (no-op in a single process)."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -45,6 +45,7 @@ class Stage:
     derived: bool = False                      # cheap to recompute (measurements, report): rerun when stale, no question
     always: bool = False                       # runs on every invocation (the report)
     owns_directory: bool = False               # the directory is this stage's alone: cleared before a stale rerun
+    exclusive: bool = False                    # runs alone under concurrent executors (latency measurement)
 
     def record_path(self, out: Path) -> Path:
         return Path(out) / self.directory / self.record

@@ -117,7 +117,8 @@ def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
         latency.append(g.add(Stage(f"seed{seed}/latency", "latency", _rel(out, paths.seed_dir(out, seed)), paths.LATENCY,
                                    {"bench": to_mapping(cfg.bench), "variants": [[v["key"], v["directory"]] for v in mine]},
                                    inputs=tuple(measure_of[v["key"]] for v in mine),
-                                   title=f"latency of {len(mine)} variants, interleaved", derived=True)).key)
+                                   title=f"latency of {len(mine)} variants, interleaved", derived=True,
+                                   exclusive=True)).key)
     g.add(Stage("report", "report", ".", paths.RESULTS, {"variants": variants, "regimes": list(cfg.regimes)},
                 inputs=tuple(measure_of.values()) + tuple(latency), title="results.json, report.md, pareto.png",
                 derived=True, always=True))

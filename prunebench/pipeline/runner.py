@@ -21,11 +21,12 @@ from prunebench.config import ExperimentConfig, plan_dict
 from prunebench.core import distributed as dist
 from prunebench.core import paths
 from prunebench.core.io import read_json, remove_stale_temps, write_json
-from prunebench.core.stage import DONE, STALE, Graph, Stage, refuse_unless, stamp, state, states, why_stale
+from prunebench.core.errors import PrunebenchError
+from prunebench.core.stage import DONE, STALE, Graph, Stage, refuse_unless, state, states, why_stale
 from prunebench.pipeline.env import RunEnv
 from prunebench.pipeline.graph import build_graph
 from prunebench.pipeline.plan import validate
-from prunebench.pipeline.stages import KINDS
+from prunebench.pipeline.executor import run_local, run_ray, run_stage
 
 TRAINING_KINDS = ("baseline", "sparse", "train")
 
@@ -34,12 +35,21 @@ class Runner:
     """``Runner(cfg, out).run()``: validate, build the graph, check what is stale, execute what is not done."""
 
     def __init__(self, cfg: ExperimentConfig, out: str | Path, log: Callable[[str], None] = print,
-                 rerun_changed: bool = False) -> None:
+                 rerun_changed: bool = False, jobs: int = 1, threads: int | None = None, executor: str = "local",
+                 address: str | None = None, gpus_per_stage: float = 0.0) -> None:
         self.cfg = validate(cfg)
         self.out = Path(out)
         self.env = RunEnv(cfg, self.out, log)
         self.log = self.env.log
         self.rerun_changed = rerun_changed
+        if jobs < 1 or (threads is not None and threads < 1):
+            raise PrunebenchError("--jobs and --threads-per-stage must be ≥ 1")
+        if executor not in ("local", "ray"):
+            raise PrunebenchError(f"unknown executor {executor!r}; use local or ray")
+        if (jobs > 1 or executor == "ray") and dist.is_distributed():
+            raise PrunebenchError("--jobs/--executor ray cannot be combined with torchrun; run one or the other")
+        self.jobs, self.threads, self.executor, self.address = jobs, threads, executor, address
+        self.gpus_per_stage = gpus_per_stage
         self.graph: Graph = build_graph(cfg, self.out)
 
     def run(self) -> dict[str, Any]:
@@ -52,8 +62,20 @@ class Runner:
                 self.log(f"{s.key}: rerunning ({why_stale(self.graph, self.out, s)})")
                 self._discard(s)
             write_json(self.out / paths.CONFIG, plan_dict(self.cfg))
-        for stage in self.graph:
-            self.execute(stage)
+        if self.jobs == 1 and self.executor == "local":
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            for stage in self.graph:
+                self.execute(stage)
+        else:
+            self.env.data   # decode/extract into the cache once, before the workers read it
+            if self.executor == "ray":
+                run_ray(self.graph, self.cfg, self.out, self.jobs, self.threads, self.address, self.gpus_per_stage,
+                        self.log)
+            else:
+                run_local(self.graph, self.cfg, self.out, self.jobs, self.threads, self.log)
         self.log(f"done in {time.perf_counter() - t0:.0f} s: {self.out / paths.REPORT}")
         return read_json(self.out / paths.RESULTS) if dist.is_main() else {}
 
@@ -69,12 +91,8 @@ class Runner:
             if stage.kind in TRAINING_KINDS:
                 self.log(f"{stage.key}: done, skipped")
             return
-        if not (stage.all_ranks or dist.is_main()):
-            return
-        record = KINDS[stage.kind](stage, self.env, self.graph.digest(stage.key))
-        if dist.is_main():
-            write_json(stage.record_path(self.out), record | {"stage": stamp(self.graph, stage)})
-            (self.out / stage.directory / paths.LAST).unlink(missing_ok=True)
+        if stage.all_ranks or dist.is_main():
+            run_stage(self.graph, self.env, stage)
 
 
 def describe(graph: Graph, out: Path) -> str:
