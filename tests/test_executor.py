@@ -1,5 +1,6 @@
 """Concurrent execution of the stage graph: --jobs 2 (process pool) and Ray give the same numbers as the sequential
-run with the same threads per stage, and a run killed while stages run concurrently resumes to the same results."""
+run with the same threads per stage, and a run killed while stages run concurrently resumes to the same results. The
+plan's two entries prune to the same widths, so their from-scratch variants are one shared run each."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from prunebench.pipeline.runner import Runner
 PLAN = ('model = "resnet20"\ndata = "synthetic:96,48"\n'
         '[baseline]\nepochs = 2\nbatch_size = 32\n[finetune]\nepochs = 1\n'
         '[bench]\nbatch_sizes = [1]\nruntimes = ["onnxruntime"]\nrepeats = 3\nwarmup = 1\n'
-        '[[prune]]\nmethod = "l1-norm"\nratio = 0.5\n[[prune]]\nmethod = "random"\nratio = 0.3\n')
+        '[[prune]]\nmethod = "l1-norm"\nratio = 0.5\n[[prune]]\nmethod = "random"\nratio = 0.5\n')
 
 
 def _figures(out: Path) -> dict:
     r = json.loads((out / "results.json").read_text())
-    return {v["id"]: (v["accuracy"], v["macs"], v["params"], v["training"]["epochs"]) for v in r["variants"]}
+    return {v["id"]: (v["accuracy"], v["macs"], v["params"], v["training"]["epochs"], v["run"]) for v in r["variants"]}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,15 @@ def plan(tmp_path_factory) -> Path:
 def sequential(plan: Path, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("seq") / "run"
     Runner(load_config(plan), out, log=lambda *a: None, threads=1).run()
+    r = json.loads((out / "results.json").read_text())
+    by = {v["id"]: v for v in r["variants"]}
+    for regime in ("scratch-e", "scratch-b"):   # one shared run, listed under both entries
+        a, b = by[f"seed0/l1-norm-r0.5/{regime}"], by[f"seed0/random-r0.5/{regime}"]
+        assert a["run"] == b["run"] and a["run"].startswith("seed0/shared-") and a["accuracy"] == b["accuracy"]
+        assert a["shared_with"] == ["random-r0.5"] and b["shared_with"] == ["l1-norm-r0.5"]
+    assert by["seed0/l1-norm-r0.5/finetune"]["run"] != by["seed0/random-r0.5/finetune"]["run"]   # inherited weights
+    assert len(list(out.glob("seed0/shared-*/scratch-*/train.json"))) == 2
+    assert "is one training run" in (out / "report.md").read_text()
     return _figures(out)
 
 

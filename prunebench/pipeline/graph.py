@@ -6,6 +6,12 @@ verification + accuracy), one ``latency`` stage per seed (all its variants, inte
 
 Each stage's ``params`` hold exactly the plan fields it depends on, so its digest (``prunebench.core.stage``) changes
 when — and only when — something it depends on changes.
+
+Shared scratch runs: a from-scratch variant depends only on the pruned architecture, the recipe, the data and the seed
+(a ``shareable`` variant). Where a method's widths follow from the plan alone (``Method.widths_from_plan``: uniform
+per-layer methods at a ratio or preset), entries with equal planned widths train each such variant once, in
+``seed<S>/shared-<architecture digest>/<variant>``; every entry lists it as its own variant (``run_key``), and the
+report says which entries share it. The prune stage checks that the widths it produced are the planned ones.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 from prunebench.config import ExperimentConfig, PruneSpec
 from prunebench.core import paths
 from prunebench.core.params import to_mapping
-from prunebench.core.stage import Graph, Stage
+from prunebench.core.stage import Graph, Stage, canonical
 from prunebench.pruning import get_method
 from prunebench.regimes import REGIMES, Entry
 
@@ -46,12 +52,43 @@ def spec_params(spec: PruneSpec) -> dict[str, Any]:
 
 
 def variant_descriptor(key: str, seed: int, label: str | None, name: str, kind: str, title: str, directory: str,
-                       spec: PruneSpec | None, same_architecture: bool = True) -> dict[str, Any]:
-    """What the latency and report stages know of a trained network (JSON-able)."""
+                       spec: PruneSpec | None, same_architecture: bool = True, run_key: str | None = None
+                       ) -> dict[str, Any]:
+    """What the latency and report stages know of a trained network (JSON-able). ``run_key``: the training run it is
+    (another entry's shared run, or its own key)."""
     method = get_method(spec.method) if spec else None
     return {"key": key, "seed": seed, "label": label, "regime": name, "regime_kind": kind, "title": title,
-            "directory": directory, "same_architecture": same_architecture,
+            "directory": directory, "same_architecture": same_architecture, "run_key": run_key or key,
             "spec": dataclasses.asdict(spec) if spec else None, "structured": method.structured if method else True}
+
+
+class PlannedWidths:
+    """Planned pruned widths of plan-determined entries (built dense models cached per model name)."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg = cfg
+        self._dense: dict[str, Any] = {}
+
+    def digest(self, spec: PruneSpec) -> str | None:
+        """Architecture digest of ``spec``'s pruned model, if the plan alone fixes it; else None."""
+        method = get_method(spec.method)
+        if not method.widths_from_plan or (spec.preset is None and spec.ratio is None):
+            return None
+        widths = planned_widths(self.cfg.model, spec, self._dense)
+        return hashlib.sha256(canonical({"model": self.cfg.model, "widths": widths}).encode()).hexdigest()[:10]
+
+
+def planned_widths(model_name: str, spec: PruneSpec, cache: dict[str, Any] | None = None) -> dict[str, int]:
+    """The widths a plan-determined method prunes ``model_name`` to (``PruneRequest.target_widths``)."""
+    from prunebench.models import build_model
+    from prunebench.pruning import make_request
+
+    cache = {} if cache is None else cache
+    if model_name not in cache:
+        cache[model_name] = build_model(model_name, 10)   # widths of prunable layers do not depend on the classes
+    request = make_request(cache[model_name], model_name, spec.method, preset=spec.preset, ratio=spec.ratio,
+                           round_to=spec.round_to, options=spec.options)
+    return request.target_widths()
 
 
 def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
@@ -62,6 +99,7 @@ def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
     train_of: dict[str, str] = {}       # variant key -> the stage that trains it
     checkpoint = ({"path": str(cfg.baseline_checkpoint), "sha256": file_digest(cfg.baseline_checkpoint)}
                   if cfg.baseline_checkpoint else None)
+    planned = PlannedWidths(cfg)
     for seed in cfg.seeds:
         bdir = paths.baseline_dir(out, seed)
         base_key = paths.variant_key(seed, None, paths.BASELINE)
@@ -93,30 +131,37 @@ def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
                                      "calibration": CALIBRATION if method.needs_data else None},
                                     inputs=inputs, title=f"{spec.method} {spec.preset or spec.ratio or ''}".strip(),
                                     owns_directory=True)).key
+            arch = planned.digest(spec)
             for regime_name in cfg.regimes:
                 regime = REGIMES.get(regime_name)
                 for vp in regime.variants(entry):
                     key = paths.variant_key(seed, spec.label, vp.name)
-                    vdir = _rel(out, entry.dir / vp.name)
-                    g.add(Stage(key, "train", vdir, paths.TRAIN,
-                                {"seed": seed, "label": spec.label, "regime": regime.name, "variant": vp.name,
-                                 **vp.params},
-                                inputs=(prune_key, base_key), title=vp.title, epochs=vp.epochs, all_ranks=True,
-                                owns_directory=True))
+                    run_key, vdir = key, _rel(out, entry.dir / vp.name)
+                    if vp.shareable and arch is not None:
+                        run_key = f"seed{seed}/shared-{arch}/{vp.name}"
+                        vdir = _rel(out, paths.seed_dir(out, seed) / f"shared-{arch}" / vp.name)
+                    if run_key not in g.stages:   # the first entry of a shared run trains it
+                        g.add(Stage(run_key, "train", vdir, paths.TRAIN,
+                                    {"seed": seed, "label": spec.label, "regime": regime.name, "variant": vp.name,
+                                     **vp.params} | ({"architecture": arch} if run_key != key else {}),
+                                    inputs=(prune_key, base_key), title=vp.title, epochs=vp.epochs, all_ranks=True,
+                                    owns_directory=True))
                     variants.append(variant_descriptor(key, seed, spec.label, vp.name, regime.name, vp.title, vdir, spec,
-                                                       vp.same_architecture))
-                    train_of[key] = key
-    measure_of = {}
-    for v in variants:
-        measure_of[v["key"]] = g.add(Stage(f"{v['key']}/measure", "measure", v["directory"], paths.MEASURE,
-                                           {"variant": v["key"]}, inputs=(train_of[v["key"]],),
-                                           title="export ONNX, verify, accuracy", derived=True)).key
+                                                       vp.same_architecture, run_key))
+                    train_of[key] = run_key
+    measure_of: dict[str, str] = {}
+    for v in variants:   # one measurement per training run (shared runs once)
+        if v["run_key"] not in measure_of:
+            measure_of[v["run_key"]] = g.add(Stage(f"{v['run_key']}/measure", "measure", v["directory"], paths.MEASURE,
+                                                   {"variant": v["run_key"]}, inputs=(train_of[v["key"]],),
+                                                   title="export ONNX, verify, accuracy", derived=True)).key
     latency = []
     for seed in cfg.seeds:
-        mine = [v for v in variants if v["seed"] == seed]
+        mine = list({v["run_key"]: v for v in variants if v["seed"] == seed}.values())
         latency.append(g.add(Stage(f"seed{seed}/latency", "latency", _rel(out, paths.seed_dir(out, seed)), paths.LATENCY,
-                                   {"bench": to_mapping(cfg.bench), "variants": [[v["key"], v["directory"]] for v in mine]},
-                                   inputs=tuple(measure_of[v["key"]] for v in mine),
+                                   {"bench": to_mapping(cfg.bench),
+                                    "variants": [[v["run_key"], v["directory"]] for v in mine]},
+                                   inputs=tuple(measure_of[v["run_key"]] for v in mine),
                                    title=f"latency of {len(mine)} variants, interleaved", derived=True,
                                    exclusive=True)).key)
     g.add(Stage("report", "report", ".", paths.RESULTS, {"variants": variants, "regimes": list(cfg.regimes)},

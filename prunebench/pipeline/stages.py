@@ -27,6 +27,7 @@ from prunebench.metrics import flops
 from prunebench.metrics.alignment import misaligned_layers
 from prunebench.models import build_model
 from prunebench.pipeline.env import RunEnv
+from prunebench.pipeline.graph import planned_widths
 from prunebench.pruning import get_method, prune_model, sparsity_hooks
 from prunebench.pruning.base import Architecture, architecture_of, load_pruned, save_pruned
 from prunebench.pruning.kept import save_kept
@@ -116,10 +117,14 @@ def run_prune(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
         options = {k: v for k, v in options.items() if k not in MATCH_OPTIONS} | {"match": metric}
         matched = {"matched": {"label": label, "metric": metric, "target": other[metric]}}
     source_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    planned = planned_widths(arch.model, spec) if method.widths_from_plan else None
     t0 = time.perf_counter()
     pruned, parch = prune_model(model, arch.model, arch.num_classes, spec.method, preset=spec.preset, ratio=ratio,
                                 round_to=spec.round_to, calibration=calibration, seed=seed, options=options)
     seconds = time.perf_counter() - t0
+    if planned is not None and parch.widths != planned:   # shared scratch runs rely on it (pipeline.graph)
+        raise PrunebenchError(f"{spec.method} is declared widths_from_plan but pruned {spec.label} to other widths than "
+                              "its plan; fix the method or its registration")
     after = flops.count(pruned, shape)
     nonzero = {} if method.structured else {  # masks: dense shapes, count what survives
         "after_nonzero": flops.count_nonzero(pruned, shape).to_dict()}

@@ -164,15 +164,16 @@ def prune_taylor(request: PruneRequest) -> nn.Module:
 
 
 for _method in (
-    Method("random", prune_random, "random channels per layer (seeded): the floor every criterion must beat", L1_PRESETS),
+    Method("random", prune_random, "random channels per layer (seeded): the floor every criterion must beat", L1_PRESETS,
+           widths_from_plan=True),
     Method("l2-norm", prune_l2, "remove the filters with the smallest L2 norm, per layer (torch-pruning magnitude, p=2)",
-           L1_PRESETS),
+           L1_PRESETS, widths_from_plan=True),
     Method("taylor", prune_taylor, "Molchanov et al. 2019: group |w·dL/dw| on calibration batches, per layer", L1_PRESETS,
-           needs_data=True),
+           needs_data=True, widths_from_plan=True),
     Method("lamp", prune_lamp, "Lee et al. 2021: LAMP scores over the group; with --ratio channels go where LAMP is "
            "globally lowest until the uniform plan's MACs (presets keep their widths)", L1_PRESETS,
            options=LampOptions),
     Method("group-norm", prune_group_norm, "DepGraph (Fang et al. 2023): L2 norm over the whole dependency group, per layer",
-           L1_PRESETS),
+           L1_PRESETS, widths_from_plan=True),
 ):
     register_method(_method)

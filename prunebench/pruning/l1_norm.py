@@ -96,5 +96,6 @@ METHOD = register_method(
         prune,
         "Li et al. 2017: remove the filters with the smallest L1 norm, per layer, at predefined rates",
         PRESETS,
+        widths_from_plan=True,
     )
 )

@@ -84,6 +84,9 @@ class Method:
     structured: bool = True                           # False: masks only, dense shapes (weight-level)
     options: type = NoOptions                         # dataclass of the method's options (core.params.param fields)
     scratch_only: bool = False                        # no inherited weights (reduced): trained only from scratch
+    # The pruned widths follow from the plan alone (request.target_widths(): a ratio's or a preset's per-layer widths,
+    # rounded), not from weights or data: entries of such methods with equal widths share their from-scratch runs.
+    widths_from_plan: bool = False
     # Optional training phase *before* pruning (network slimming's sparsity training, SSS, soft filter pruning): the
     # runner trains the dense model from the baseline's initial weights with these hooks and the baseline recipe, in
     # <label>/sparse/, then prunes that model instead of the plain baseline. It gets the same request as prune() (its

@@ -255,5 +255,6 @@ METHOD = register_method(
         PRESETS,
         needs_data=True,
         options=RegressionOptions,
+        widths_from_plan=True,
     )
 )

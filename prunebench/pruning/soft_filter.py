@@ -102,5 +102,6 @@ METHOD = register_method(
         "He et al. 2018 (SFP): zero the lowest-L2 filters after every training epoch, keep updating them, remove at the end",
         (),
         sparsity=sparsity,
+        widths_from_plan=True,
     )
 )

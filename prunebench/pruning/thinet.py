@@ -168,5 +168,6 @@ METHOD = register_method(
         PRESETS,
         needs_data=True,
         options=ThiNetOptions,
+        widths_from_plan=True,
     )
 )

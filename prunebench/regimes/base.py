@@ -60,6 +60,9 @@ class VariantPlan:
     params: dict[str, Any] = field(default_factory=dict)   # JSON-able; part of the stage digest
     epochs: float | None = None        # for --dry-run; None: known only once the entry is pruned
     same_architecture: bool = True     # False: not the entry's pruned architecture (the scale family's members)
+    # True: the training depends only on the pruned architecture, the recipe, the data and the seed (not on inherited
+    # weights or kept-channel indices), so entries whose architectures are equal can share one run
+    shareable: bool = False
 
 
 @dataclass

@@ -35,7 +35,7 @@ class Lottery(Regime):
     def variants(self, entry: Entry) -> list[VariantPlan]:
         recipe = entry.cfg.baseline
         return [VariantPlan(name, self.name, title, {"recipe": to_mapping(with_lr(recipe, lr)), "init": init},
-                            recipe.epochs) for name, init, lr, title in VARIANTS]
+                            recipe.epochs, shareable=init == "random") for name, init, lr, title in VARIANTS]
 
     def start(self, entry: Entry, plan: VariantPlan) -> Start:
         _, init, lr, _ = next(v for v in VARIANTS if v[0] == plan.name)

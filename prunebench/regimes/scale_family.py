@@ -35,7 +35,7 @@ class ScaleFamily(Regime):
         recipe = entry.cfg.baseline
         return [VariantPlan(f"scale-{f:g}x", self.name, f"Scale family {f:g}×",
                             {"recipe": to_mapping(recipe), "factor": f, "rule": RULE}, recipe.epochs,
-                            same_architecture=False)
+                            same_architecture=False, shareable=True)
                 for f in entry.cfg.scratch.scale_factors]
 
     def start(self, entry: Entry, plan: VariantPlan) -> Start:

@@ -46,7 +46,7 @@ class ScratchB(Regime):
         estimate = budget_of(entry)[0] if (entry.pruned_dir / paths.PRUNE).exists() else None
         return [VariantPlan(self.name, self.name, self.title,
                             {"recipe": to_mapping(entry.cfg.baseline), "rule": RULE, "cap": entry.cfg.scratch.b_max_epochs,
-                             "init": "fresh, seed + 1"}, estimate)]
+                             "init": "fresh, seed + 1"}, estimate, shareable=True)]
 
     def start(self, entry: Entry, plan: VariantPlan) -> Start:
         arch, model = fresh_init(entry)

@@ -16,7 +16,7 @@ class ScratchE(Regime):
     def variants(self, entry: Entry) -> list[VariantPlan]:
         recipe = entry.cfg.baseline
         return [VariantPlan(self.name, self.name, self.title, {"recipe": to_mapping(recipe), "init": "fresh, seed + 1"},
-                            recipe.epochs)]
+                            recipe.epochs, shareable=True)]
 
     def start(self, entry: Entry, plan: VariantPlan) -> Start:
         arch, model = fresh_init(entry)

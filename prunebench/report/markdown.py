@@ -51,7 +51,7 @@ def render_markdown(results: dict[str, Any], sections: Sequence[Section] = ()) -
         rows.append(row)
     lines += [tabulate(rows, headers=["Pruned model", "Baseline", "Fine-tuned", "Scratch-E", "Scratch-B",
                                       "Scratch-B epochs"], tablefmt="github"), ""]
-    lines += _reduced_note(vs, labels)
+    lines += _reduced_note(vs, labels) + _shared_note(vs)
     for section in sections:
         lines += section(results, labels)
     best_rows = []
@@ -112,6 +112,20 @@ def _reduced_note(vs: list[dict[str, Any]], labels: list[str]) -> list[str]:
                     or opts.get("match_params_of") else "at its ratio's cost")
             out.append(f"- **{label}**: Crowley et al.'s *reduced* baseline, the dense network uniformly thinner {what}, "
                        "trained only from scratch (no fine-tuning column).")
+    return out + [""] if out else []
+
+
+def _shared_note(vs: list[dict[str, Any]]) -> list[str]:
+    """From-scratch runs that several entries share (equal planned widths: the same network, recipe, data and seed)."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for v in vs:
+        if v.get("shared_with"):
+            runs.setdefault(v["run"], []).append(v)
+    out = []
+    for run, members in runs.items():
+        out.append(f"- {members[0]['title']} of {', '.join(sorted(m['prune']['label'] for m in members))} is one "
+                   f"training run (`{run}`): their pruned architectures are the same widths, so training from scratch "
+                   "is the same computation.")
     return out + [""] if out else []
 
 

@@ -7,6 +7,7 @@ Schema ``prunebench.results/1``::
      "counting_rule": str,
      "variants": [{"id", "seed", "regime", "regime_kind", "title", "same_architecture",
                    "prune": {method, preset, ratio, round_to, options, name, label, structured} | null,
+                   "run" (the training run's key: another entry's shared run, or its own id), "shared_with" (labels),
                    "accuracy": {"top1", "top5", "best_top1", "best_epoch", "onnx_top1", "onnx_top5", "onnx_top1_gap"},
                    "params", "macs", "macs_cross_check", "file_bytes", "onnx": {...checks...},
                    "training": {"epochs", "lr", "wall_s", "budget"}, "widths",
@@ -78,7 +79,11 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: Sequence[dict[str, Any
             "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"],
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
                          "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from")},
-            "widths": m["widths"], "alignment": m.get("alignment"), "latency": latency.get(v["key"], []),
+            "widths": m["widths"], "alignment": m.get("alignment"),
+            "latency": latency.get(v.get("run_key", v["key"]), []),
+            "run": v.get("run_key", v["key"]),
+            "shared_with": sorted(w["label"] for w in variants if w is not v and w.get("run_key", w["key"])
+                                  == v.get("run_key", v["key"])),
             "prune_cost": None if v["spec"] is None else _prune_cost(paths.entry_dir(out, v["seed"], v["label"])),
         })
     return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
