@@ -123,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prunebench.core import distributed as dist
     from prunebench.pipeline.runner import Runner
 
-    dist.init_from_env()
+    dist.init_from_env(cfg.device)
     Runner(cfg, out, rerun_changed=args.rerun_changed, jobs=args.jobs, threads=args.threads_per_stage,
            executor=args.executor, address=args.address, gpus_per_stage=args.gpus_per_stage).run()
     return 0

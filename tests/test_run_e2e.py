@@ -100,3 +100,23 @@ def test_torchrun_ddp_two_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert [v["regime"] for v in res["variants"]] == ["baseline", "finetune", "scratch-e", "scratch-b"]
+    # resuming a finished torchrun run: every rank loads the data up front, nobody is left alone at a barrier
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "results.json").read_text())["variants"][1]["accuracy"] == res["variants"][1]["accuracy"]
+
+
+def test_process_group_backend_follows_the_device_and_the_gpu_count(monkeypatch):
+    import torch
+
+    from prunebench.core import distributed as dist
+    from prunebench.core.errors import PrunebenchError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert dist.backend_for("cpu", 2) == "gloo"          # a CPU run on a GPU machine
+    assert dist.backend_for("cuda", 1) == "nccl"
+    with pytest.raises(PrunebenchError, match="2 processes per node but this node has 1 GPU"):
+        dist.backend_for("auto", 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dist.backend_for("auto", 2) == "gloo"

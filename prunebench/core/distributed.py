@@ -1,24 +1,46 @@
 """torch.distributed glue for multi-GPU training under ``torchrun`` (DDP). Single-process runs never touch it.
 
-Under torchrun every rank runs the same plan; training stages shard the data with ``DistributedSampler`` and average
-gradients through DDP; only rank 0 writes files, measures and reports, and the others wait at barriers.
+Under torchrun every rank runs the same plan; training stages shard each epoch's permutation across ranks and average
+gradients through DDP; only rank 0 writes files, prunes, measures and reports. The other ranks meet rank 0 at a barrier
+before each training stage only, and leave when no training is left — they never wait while rank 0 measures.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
 
+# Rank 0 prunes between training stages (minutes for data-driven methods) while the others wait at a barrier: far more
+# than NCCL's 10-minute default.
+BARRIER_TIMEOUT = datetime.timedelta(hours=12)
 
-def init_from_env() -> None:
-    """Join the process group if launched by torchrun (WORLD_SIZE > 1)."""
+
+def backend_for(device: str, local_world: int) -> str:
+    """``nccl`` when the configured device is CUDA and every local rank has its own GPU; ``gloo`` otherwise. A CUDA run
+    with more local ranks than GPUs is a one-line error (the 2-rank DDP test on a 1-GPU machine uses cpu → gloo)."""
+    wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not wants_cuda:
+        return "gloo"
+    gpus = torch.cuda.device_count()
+    if gpus < local_world:
+        from prunebench.core.errors import PrunebenchError
+
+        raise PrunebenchError(f"torchrun started {local_world} processes per node but this node has {gpus} GPU(s); use "
+                              f"--nproc_per_node {gpus} (one GPU each) or --device cpu")
+    return "nccl"
+
+
+def init_from_env(device: str = "auto") -> None:
+    """Join the process group if launched by torchrun (WORLD_SIZE > 1), with the backend ``backend_for`` the device."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+        backend = backend_for(device, local_world)
+        if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=BARRIER_TIMEOUT)
 
 
 def is_distributed() -> bool:

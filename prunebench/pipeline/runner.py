@@ -62,6 +62,8 @@ class Runner:
                 self.log(f"{s.key}: rerunning ({why_stale(self.graph, self.out, s)})")
                 self._discard(s)
             write_json(self.out / paths.CONFIG, plan_dict(self.cfg))
+        if dist.is_distributed():
+            self.env.data   # every rank loads the data now (rank 0 first, into the cache), not lazily mid-run
         if self.jobs == 1 and self.executor == "local":
             if self.threads:
                 import torch
@@ -86,13 +88,17 @@ class Runner:
             stage.record_path(self.out).unlink(missing_ok=True)
 
     def execute(self, stage: Stage) -> None:
-        dist.barrier()
+        """Run ``stage`` unless done. Under torchrun, every rank meets at a barrier before a training stage (rank 0 may
+        have pruned what it reads); rank 0 alone runs the others, and the other ranks skip them without waiting."""
+        if stage.all_ranks:
+            dist.barrier()
+        elif not dist.is_main():
+            return
         if state(self.graph, self.out, stage) == DONE:
             if stage.kind in TRAINING_KINDS:
                 self.log(f"{stage.key}: done, skipped")
             return
-        if stage.all_ranks or dist.is_main():
-            run_stage(self.graph, self.env, stage)
+        run_stage(self.graph, self.env, stage)
 
 
 def describe(graph: Graph, out: Path) -> str:
