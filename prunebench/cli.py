@@ -114,11 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _overrides(args))
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "quickstart")
     if args.dry_run:
+        from prunebench.pipeline.env import RunEnv
         from prunebench.pipeline.graph import build_graph
         from prunebench.pipeline.plan import validate
-        from prunebench.pipeline.runner import describe
+        from prunebench.pipeline.runner import describe, measure_speed
 
-        print(describe(build_graph(validate(cfg), out), out))
+        graph = build_graph(validate(cfg), out, estimates=True)
+        speed = None if args.no_estimate else measure_speed(cfg, RunEnv(cfg, out, log=lambda *a: None))
+        print(describe(graph, out, speed))
         return 0
     from prunebench.core import distributed as dist
     from prunebench.pipeline.runner import Runner
@@ -287,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="list the stages, which are done, pending or stale, and the epochs to train; run nothing "
                           "(default: off)")
+    run.add_argument("--no-estimate", action="store_true",
+                     help="with --dry-run: skip the short training-speed measurement and the time estimate (default: "
+                          "off)")
     run.add_argument("--rerun-changed", action="store_true",
                      help="recompute finished stages whose plan fields changed (default: off: such a run stops and "
                           "names them)")

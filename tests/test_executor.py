@@ -43,10 +43,10 @@ def sequential(plan: Path, tmp_path_factory) -> dict:
     by = {v["id"]: v for v in r["variants"]}
     for regime in ("scratch-e", "scratch-b"):   # one shared run, listed under both entries
         a, b = by[f"seed0/l1-norm-r0.5/{regime}"], by[f"seed0/random-r0.5/{regime}"]
-        assert a["run"] == b["run"] and a["run"].startswith("seed0/shared-") and a["accuracy"] == b["accuracy"]
+        assert a["run"] == b["run"] and a["run"].startswith("seed0/arch-") and a["accuracy"] == b["accuracy"]
         assert a["shared_with"] == ["random-r0.5"] and b["shared_with"] == ["l1-norm-r0.5"]
     assert by["seed0/l1-norm-r0.5/finetune"]["run"] != by["seed0/random-r0.5/finetune"]["run"]   # inherited weights
-    assert len(list(out.glob("seed0/shared-*/scratch-*/train.json"))) == 2
+    assert len(list(out.glob("seed0/arch-*/scratch-*/train.json"))) == 2
     assert "is one training run" in (out / "report.md").read_text()
     return _figures(out)
 

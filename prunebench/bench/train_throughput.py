@@ -107,6 +107,35 @@ def measure(model_name: str = "resnet20", batch_size: int = 64, images: int = 20
     return out
 
 
+def images_per_second(model_name: str, batch_size: int, device: str = "cpu", precision: str = "auto",
+                      images: int | None = None, rounds: int = 2) -> float:
+    """Training images/s of prunebench's loop on ``model_name`` at its registered input size (synthetic data, median
+    of ``rounds`` passes after a warm-up pass): what ``--dry-run`` turns into a time estimate."""
+    from prunebench.models import get_model_spec
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    shape = get_model_spec(model_name).input_shape
+    images = images or max(4 * batch_size, 256)
+    data = synthetic(n_train=images, n_test=16, size=shape[-1])
+    bf16 = resolve_precision(precision, dev) == "bf16"
+    torch.manual_seed(0)
+    model = build_model(model_name, data.num_classes).to(dev)
+    if bf16:
+        model.to(memory_format=torch.channels_last)
+    opt, _ = make_optimizer(model, TrainConfig(batch_size=batch_size, lr=0.01, milestones=()))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    rates = []
+    for i in range(rounds + 1):
+        sync()
+        t0 = time.perf_counter()
+        fast_epoch(model, data, batch_size, opt, dev, bf16)
+        sync()
+        if i:
+            rates.append(images / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
 def render(r: dict[str, Any]) -> str:
     lines = [f"{r['model']} on {r['device']} ({r['threads']} threads), {r['images']} synthetic 32×32 images, median of "
              f"{r['rounds']} alternating passes; prunebench loop at {r['precision']}:"]

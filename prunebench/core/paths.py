@@ -8,6 +8,8 @@ Layout of ``prunebench run --out DIR``::
     seed<S>/<label>/sparse/            a method's own training phase (slimming, SSS, SFP): model.pt, arch.json, train.json
     seed<S>/<label>/pruned/            model.pt, arch.json, prune.json, kept.json (mask.pt for masks)
     seed<S>/<label>/<variant>/         model.pt, arch.json, train.json; model.onnx, measure.json (one per regime variant)
+    seed<S>/arch-<digest>/<variant>/   a from-scratch run keyed by its planned architecture, shared by the entries that
+                                       prune to it (see prunebench.pipeline.graph)
     seed<S>/latency.json               all variants of the seed, measured interleaved
     results.json, report.md, pareto.png
 
@@ -58,6 +60,15 @@ def entry_dir(out: Path, seed: int, label: str) -> Path:
 def variant_dir(out: Path, seed: int, label: str | None, variant: str) -> Path:
     """The directory of a trained network: the baseline (``label`` None) or an entry's regime variant."""
     return baseline_dir(out, seed) if label is None else entry_dir(out, seed, label) / variant
+
+
+def arch_run_dir(out: Path, seed: int, arch: str, variant: str) -> Path:
+    """Where a from-scratch variant of planned architecture ``arch`` (a digest) trains, once for every entry."""
+    return seed_dir(out, seed) / f"arch-{arch}" / variant
+
+
+def arch_run_key(seed: int, arch: str, variant: str) -> str:
+    return f"seed{seed}/arch-{arch}/{variant}"
 
 
 def variant_key(seed: int, label: str | None, variant: str) -> str:

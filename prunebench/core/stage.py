@@ -46,6 +46,7 @@ class Stage:
     always: bool = False                       # runs on every invocation (the report)
     owns_directory: bool = False               # the directory is this stage's alone: cleared before a stale rerun
     exclusive: bool = False                    # runs alone under concurrent executors (latency measurement)
+    macs_ratio: float | None = None            # the trained network's MACs / the dense model's (time estimates only)
 
     def record_path(self, out: Path) -> Path:
         return Path(out) / self.directory / self.record

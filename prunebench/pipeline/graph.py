@@ -10,7 +10,7 @@ when — and only when — something it depends on changes.
 Shared scratch runs: a from-scratch variant depends only on the pruned architecture, the recipe, the data and the seed
 (a ``shareable`` variant). Where a method's widths follow from the plan alone (``Method.widths_from_plan``: uniform
 per-layer methods at a ratio or preset), entries with equal planned widths train each such variant once, in
-``seed<S>/shared-<architecture digest>/<variant>``; every entry lists it as its own variant (``run_key``), and the
+``seed<S>/arch-<architecture digest>/<variant>``; every entry lists it as its own variant (``run_key``), and the
 report says which entries share it. The prune stage checks that the widths it produced are the planned ones.
 """
 
@@ -69,13 +69,31 @@ class PlannedWidths:
         self.cfg = cfg
         self._dense: dict[str, Any] = {}
 
-    def digest(self, spec: PruneSpec) -> str | None:
-        """Architecture digest of ``spec``'s pruned model, if the plan alone fixes it; else None."""
+    def widths(self, spec: PruneSpec) -> dict[str, int] | None:
         method = get_method(spec.method)
         if not method.widths_from_plan or (spec.preset is None and spec.ratio is None):
             return None
-        widths = planned_widths(self.cfg.model, spec, self._dense)
+        return planned_widths(self.cfg.model, spec, self._dense)
+
+    def digest(self, spec: PruneSpec) -> str | None:
+        """Architecture digest of ``spec``'s pruned model, if the plan alone fixes it; else None."""
+        widths = self.widths(spec)
+        if widths is None:
+            return None
         return hashlib.sha256(canonical({"model": self.cfg.model, "widths": widths}).encode()).hexdigest()[:10]
+
+    def macs_ratio(self, spec: PruneSpec) -> float | None:
+        """Pruned / dense MACs of ``spec``'s planned widths (None where the prune decides)."""
+        from prunebench.metrics import flops
+        from prunebench.models import get_model_spec
+        from prunebench.pruning.scaling import cost_of_widths
+
+        widths = self.widths(spec)
+        if widths is None:
+            return None
+        dense = self._dense[self.cfg.model]
+        return cost_of_widths(dense, self.cfg.model, widths) / flops.count_macs(
+            dense, get_model_spec(self.cfg.model).input_shape)
 
 
 def planned_widths(model_name: str, spec: PruneSpec, cache: dict[str, Any] | None = None) -> dict[str, int]:
@@ -91,8 +109,9 @@ def planned_widths(model_name: str, spec: PruneSpec, cache: dict[str, Any] | Non
     return request.target_widths()
 
 
-def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
-    """The graph of ``cfg`` for run directory ``out`` (validated plan assumed: ``pipeline.plan.validate``)."""
+def build_graph(cfg: ExperimentConfig, out: str | Path, estimates: bool = False) -> Graph:
+    """The graph of ``cfg`` for run directory ``out`` (validated plan assumed: ``pipeline.plan.validate``).
+    ``estimates``: also work out planned MACs (Scratch-B epochs and time estimates for --dry-run; costs a few seconds)."""
     out = Path(out)
     g = Graph()
     variants: list[dict[str, Any]] = []
@@ -107,13 +126,15 @@ def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
                     {"seed": seed, "model": cfg.model, **data_params(cfg),
                      "recipe": None if checkpoint else to_mapping(cfg.baseline), "checkpoint": checkpoint},
                     title=f"train {cfg.model}" if not checkpoint else f"load {cfg.baseline_checkpoint}",
-                    epochs=0 if checkpoint else cfg.baseline.epochs, all_ranks=True, owns_directory=True))
+                    epochs=0 if checkpoint else cfg.baseline.epochs, all_ranks=True, owns_directory=True,
+                    macs_ratio=1.0))
         variants.append(variant_descriptor(base_key, seed, None, paths.BASELINE, paths.BASELINE, "Baseline",
                                            _rel(out, bdir), None))
         train_of[base_key] = base_key
         for spec in cfg.prune:
             method = get_method(spec.method)
-            entry = Entry(cfg, seed, spec, method, out)
+            ratio = planned.macs_ratio(spec) if estimates else None
+            entry = Entry(cfg, seed, spec, method, out, ratio)
             source = base_key
             if method.sparsity is not None:
                 source = g.add(Stage(f"{paths.variant_key(seed, spec.label, paths.SPARSE)}", "sparse",
@@ -121,7 +142,8 @@ def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
                                      {"seed": seed, "prune": spec_params(spec), "recipe": to_mapping(cfg.baseline),
                                       "init": "baseline init.pt"},
                                      inputs=(base_key,), title=f"{spec.method} training phase",
-                                     epochs=cfg.baseline.epochs, all_ranks=True, owns_directory=True)).key
+                                     epochs=cfg.baseline.epochs, all_ranks=True, owns_directory=True,
+                                     macs_ratio=1.0)).key
             inputs = (source,)
             if spec.match_of:   # the cost of another entry's pruned model is this entry's target
                 inputs += (paths.variant_key(seed, spec.match_of, paths.PRUNED),)
@@ -138,14 +160,14 @@ def build_graph(cfg: ExperimentConfig, out: str | Path) -> Graph:
                     key = paths.variant_key(seed, spec.label, vp.name)
                     run_key, vdir = key, _rel(out, entry.dir / vp.name)
                     if vp.shareable and arch is not None:
-                        run_key = f"seed{seed}/shared-{arch}/{vp.name}"
-                        vdir = _rel(out, paths.seed_dir(out, seed) / f"shared-{arch}" / vp.name)
+                        run_key = paths.arch_run_key(seed, arch, vp.name)
+                        vdir = _rel(out, paths.arch_run_dir(out, seed, arch, vp.name))
                     if run_key not in g.stages:   # the first entry of a shared run trains it
                         g.add(Stage(run_key, "train", vdir, paths.TRAIN,
                                     {"seed": seed, "label": spec.label, "regime": regime.name, "variant": vp.name,
                                      **vp.params} | ({"architecture": arch} if run_key != key else {}),
                                     inputs=(prune_key, base_key), title=vp.title, epochs=vp.epochs, all_ranks=True,
-                                    owns_directory=True))
+                                    owns_directory=True, macs_ratio=ratio if vp.same_architecture else None))
                     variants.append(variant_descriptor(key, seed, spec.label, vp.name, regime.name, vp.title, vdir, spec,
                                                        vp.same_architecture, run_key))
                     train_of[key] = run_key

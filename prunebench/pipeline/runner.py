@@ -101,23 +101,58 @@ class Runner:
         run_stage(self.graph, self.env, stage)
 
 
-def describe(graph: Graph, out: Path) -> str:
-    """The --dry-run table: every stage, its state, and the epochs it would train."""
+def describe(graph: Graph, out: Path, speed: dict[str, Any] | None = None) -> str:
+    """The --dry-run table: every stage, its state, the epochs it would train and, given ``speed`` (``images_per_s`` of
+    the dense model's training step here, ``train``/``test`` images), a time estimate: per training epoch,
+    train / ips × (MACs ratio) + test / (3 ips) seconds — time taken as proportional to MACs, an evaluation image as a
+    third of a training image; stages whose MACs follow from the prune are counted as dense (an upper bound)."""
     st = states(graph, out)
-    rows, to_train, unknown = [], 0.0, 0
+    rows, to_train, unknown, seconds = [], 0.0, 0, 0.0
     for s in graph:
         status = "always" if s.always else st[s.key]
         epochs = "—" if s.epochs is None and s.kind not in TRAINING_KINDS else (
             "after prune" if s.epochs is None else f"{s.epochs:g}")
+        est = ""
         if status != DONE and s.kind in TRAINING_KINDS:
             if s.epochs is None:
                 unknown += 1
             else:
                 to_train += s.epochs
-        rows.append([s.key, s.kind, status, epochs, s.title])
+                if speed:
+                    ratio = s.macs_ratio if s.macs_ratio is not None else 1.0
+                    t = s.epochs * (speed["train"] * ratio + speed["test"] / 3) / speed["images_per_s"]
+                    seconds += t
+                    est = _duration(t)
+        rows.append([s.key, s.kind, status, epochs, est, s.title])
     counts = {k: sum(1 for s in graph if (("always" if s.always else st[s.key]) == k)) for k in
               ("done", "pending", "stale", "always")}
     summary = (f"{len(graph)} stages: {counts['done']} done, {counts['pending']} pending, {counts['stale']} stale"
                f"{', 1 always runs (report)' if counts['always'] else ''}; {to_train:g} training epochs to run"
                + (f" (+ {unknown} Scratch-B stage(s) whose epochs follow from the prune)" if unknown else ""))
-    return tabulate(rows, headers=["stage", "kind", "state", "epochs", "what"], tablefmt="simple") + "\n\n" + summary
+    if speed:
+        summary += (f"\nEstimated training time here: {_duration(seconds)} sequentially, at {speed['images_per_s']:.0f} "
+                    f"images/s measured for the dense {speed['model']} (batch {speed['batch']}, {speed['precision']}, "
+                    f"{speed['device']}, {speed['threads']} threads) on {speed['train']} training and {speed['test']} "
+                    "test images per epoch; export, measurement and pruning time not included"
+                    + ("; Scratch-B stages with unknown epochs not included" if unknown else ""))
+    return (tabulate(rows, headers=["stage", "kind", "state", "epochs", "est. time", "what"], tablefmt="simple")
+            + "\n\n" + summary)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else \
+        f"{seconds:.0f} s"
+
+
+def measure_speed(cfg: ExperimentConfig, env: RunEnv) -> dict[str, Any]:
+    """The dense model's training images/s here (a few seconds) and the run's image counts, for ``describe``."""
+    import torch
+
+    from prunebench.bench.train_throughput import images_per_second
+    from prunebench.training import resolve_precision
+
+    device = env.device
+    ips = images_per_second(cfg.model, cfg.baseline.batch_size, str(device), cfg.baseline.precision)
+    return {"images_per_s": ips, "model": cfg.model, "batch": cfg.baseline.batch_size, "device": str(device),
+            "precision": resolve_precision(cfg.baseline.precision, device), "threads": torch.get_num_threads(),
+            "train": len(env.data.train), "test": len(env.data.test)}

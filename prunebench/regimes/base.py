@@ -36,6 +36,7 @@ class Entry:
     spec: PruneSpec
     method: Method
     out: Path
+    planned_macs_ratio: float | None = None   # pruned / dense MACs where the plan alone fixes the widths (estimates)
 
     @property
     def base_dir(self) -> Path:

@@ -43,7 +43,13 @@ class ScratchB(Regime):
     name, title = "scratch-b", "Scratch-B"
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
-        estimate = budget_of(entry)[0] if (entry.pruned_dir / paths.PRUNE).exists() else None
+        if (entry.pruned_dir / paths.PRUNE).exists():
+            estimate: int | None = budget_of(entry)[0]
+        elif entry.planned_macs_ratio:
+            estimate = scratch_b_epochs(entry.cfg.baseline.epochs, 1_000_000, round(1_000_000 * entry.planned_macs_ratio),
+                                        entry.cfg.scratch.b_max_epochs)[0]
+        else:
+            estimate = None
         return [VariantPlan(self.name, self.name, self.title,
                             {"recipe": to_mapping(entry.cfg.baseline), "rule": RULE, "cap": entry.cfg.scratch.b_max_epochs,
                              "init": "fresh, seed + 1"}, estimate, shareable=True)]
