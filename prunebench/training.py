@@ -179,6 +179,7 @@ def train(
                 result.best_top1, result.best_epoch = h["top1"], int(h["epoch"])
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.perf_counter()
         net.train()
         lr = opt.param_groups[0]["lr"]   # the rate this epoch uses (the scheduler steps after it)
         batches = train_batches(data, cfg.batch_size // world, seed, epoch, device, rank, world)
@@ -202,6 +203,7 @@ def train(
             record["top1"] = top1
             if top1 > result.best_top1:
                 result.best_top1, result.best_epoch = top1, epoch + 1
+        record["seconds"] = round(time.perf_counter() - t_epoch, 3)   # training + evaluation of this epoch
         result.history.append(record)
         if dist.is_main():
             tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f}"

@@ -118,7 +118,8 @@ def test_config_accepts_the_regimes_and_a_matched_reduced_entry(tmp_path):
 
 
 FAST = ["--data", "synthetic:128,64", "--baseline-epochs", "1", "--bench-repeats", "3", "--bench-warmup", "1",
-        "--bench-batch-sizes", "1", "--bench-runtimes", "onnxruntime", "--baseline-batch-size", "32"]
+        "--bench-batch-sizes", "1", "--bench-runtimes", "onnxruntime", "--baseline-batch-size", "32",
+        "--bench-devices", "cpu"]
 
 
 def test_scale_family_widths_hit_their_macs_targets():
@@ -162,8 +163,6 @@ def test_runner_prunes_reduced_at_the_matched_entrys_macs(tmp_path):
     assert (tmp_path / "run" / "seed0" / spec.label / "pruned" / KEPT_FILE).exists()
 
 
-FAST = ["--data", "synthetic:128,64", "--baseline-epochs", "1", "--bench-repeats", "3", "--bench-warmup", "1",
-        "--bench-batch-sizes", "1", "--bench-runtimes", "onnxruntime", "--baseline-batch-size", "32"]
 
 
 @pytest.mark.slow

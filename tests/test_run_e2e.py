@@ -12,7 +12,7 @@ import pytest
 from prunebench.cli import main
 
 FAST = ["--data", "synthetic:128,64", "--baseline-epochs", "1", "--finetune-epochs", "1", "--bench-repeats", "3",
-        "--bench-warmup", "1", "--bench-batch-sizes", "1", "4", "--baseline-batch-size", "32"]
+        "--bench-warmup", "1", "--bench-batch-sizes", "1", "4", "--baseline-batch-size", "32", "--bench-devices", "cpu"]
 
 
 @pytest.fixture(scope="module")
