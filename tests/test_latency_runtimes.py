@@ -78,7 +78,9 @@ def test_peak_memory_sees_a_known_allocation():
     from prunebench.bench.memory import PeakMemory
 
     with PeakMemory("cpu", torch_allocator=False) as mem:
-        block = bytearray(64 * 2**20)   # 64 MiB, touched (zero-filled)
+        # 64 MiB whose every page is written: bytearray(n) alone may come from calloc'd, never-touched mmap pages
+        # (no RSS growth at all, as a CI machine showed)
+        block = b"\x01" * (64 * 2**20)
         del block
     if mem.kind == "none":
         pytest.skip("this platform cannot reset the peak-RSS mark (/proc/self/clear_refs)")
