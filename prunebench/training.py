@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from prunebench.config import TrainConfig
 from prunebench.core import distributed as dist
-from prunebench.core.errors import DivergedError
+from prunebench.core.checkpoint import load_into
+from prunebench.core.errors import DivergedError, PrunebenchError
 from prunebench.core.hooks import TrainHooks
 from prunebench.core.io import load_state, save_state
 from prunebench.data import DataBundle, Split, eval_batches, train_loader
@@ -80,10 +81,12 @@ def train(
     result = TrainResult(cfg.epochs, float("nan"), -1.0, -1)
     start_epoch = 0
     state = load_state(checkpoint, map_location=device) if checkpoint is not None and checkpoint.exists() else None
+    if state is not None:
+        _check_resume_state(state, checkpoint)
     if state is not None and state.get("tag") != tag:
         state = None   # another plan's checkpoint: start over
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_into(model, state["model"], checkpoint, desc)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
@@ -95,6 +98,7 @@ def train(
     use_amp = cfg.amp and device.type == "cuda"
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
+        lr = opt.param_groups[0]["lr"]   # the rate this epoch trains at (sched.step() below sets the next one's)
         sampler = None
         if dist.is_distributed():
             sampler = torch.utils.data.DistributedSampler(range(len(data.train)), seed=seed, shuffle=True)
@@ -127,7 +131,7 @@ def train(
         sched.step()
         if hooks is not None:
             hooks.after_epoch(model, epoch)
-        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(total, 1),
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / max(total, 1),
                   "train_top1": 100.0 * correct / max(total, 1)}
         if (epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs:
             top1, _ = evaluate(model, data, data.test, device)
@@ -150,6 +154,20 @@ def train(
     if not math.isfinite(result.best_top1) or result.best_top1 < 0:
         result.best_top1, result.best_epoch = result.final_top1, cfg.epochs
     return result
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
+
+
+def _check_resume_state(state: Any, path: Path) -> None:
+    """A per-epoch checkpoint must be what :func:`train` writes; anything else (a plain state_dict copied over it, a
+    tensor) is a one-line error rather than a KeyError halfway through resuming."""
+    missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["model"], dict) or not isinstance(state["epoch"], int):
+        held = (f"a mapping without {', '.join(missing)}" if isinstance(state, dict) and missing
+                else f"a {type(state).__name__}" if not isinstance(state, dict) else "malformed entries")
+        raise PrunebenchError(f"{path} is not a prunebench per-epoch checkpoint (it holds {held}); delete it to restart "
+                              "this stage from its first epoch")
 
 
 def evaluate(model: nn.Module, data: DataBundle, split: Split, device: torch.device,
