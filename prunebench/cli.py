@@ -151,6 +151,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     problems = [f"{flag} must be ≥ 1, got {value}" for flag, value in (
         ("--num-classes", args.num_classes), ("--calibration-samples", args.calibration_samples),
         ("--round-to", 1 if args.round_to is None else args.round_to)) if value < 1]
+    if args.ratio is not None and not 0 <= args.ratio < 1:
+        problems.append(f"--ratio must be in [0, 1), got {args.ratio}")
+    if args.preset is not None:
+        try:
+            method.preset(args.model, args.preset)
+        except PrunebenchError as e:
+            problems.append(str(e))
     if problems:
         raise PrunebenchError("; ".join(problems))
     if args.out:

@@ -82,7 +82,7 @@ def train(
     start_epoch = 0
     state = load_state(checkpoint, map_location=device) if checkpoint is not None and checkpoint.exists() else None
     if state is not None:
-        _check_resume_state(state, checkpoint)
+        check_resume_state(state, checkpoint)
     if state is not None and state.get("tag") != tag:
         state = None   # another plan's checkpoint: start over
     if state is not None:
@@ -159,7 +159,7 @@ def train(
 RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
 
 
-def _check_resume_state(state: Any, path: Path) -> None:
+def check_resume_state(state: Any, path: Path) -> None:
     """A per-epoch checkpoint must be what :func:`train` writes; anything else (a plain state_dict copied over it, a
     tensor) is a one-line error rather than a KeyError halfway through resuming."""
     missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]

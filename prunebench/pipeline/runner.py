@@ -64,6 +64,7 @@ class Runner:
         try:
             with run_lock(self.out) if main else contextlib.nullcontext():
                 preflight(self.env)
+                check_resume_files(self.graph, self.out)
                 stale = [s for s in self.graph if states(self.graph, self.out).get(s.key) == STALE and not s.always]
                 refuse_unless(self.rerun_changed, self.graph, self.out, stale)
                 if main:
@@ -181,6 +182,17 @@ def preflight(env: RunEnv) -> None:
                       f"{cfg.model} ({data.num_classes} classes, from the data)",
                       classes_fix=lambda n: f"the file's classifier has {n} outputs but the data has "
                                             f"{data.num_classes} classes: use data with {n} classes")
+
+
+def check_resume_files(graph: Graph, out: Path) -> None:
+    """The per-epoch checkpoint a pending training stage would resume from must be one (not a state_dict copied over
+    it): checked now, not when that stage starts."""
+    from prunebench.training import check_resume_state
+
+    for s in graph:
+        last = out / s.directory / paths.LAST
+        if s.kind in TRAINING_KINDS and last.is_file() and state(graph, out, s) != DONE:
+            check_resume_state(load_state(last), last)
 
 
 def check_finite(key: str, model_file: Path) -> None:
