@@ -237,8 +237,8 @@ def _imagefolder(path: Path) -> DataBundle:
         try:
             state = load_state(cached)
             if not isinstance(state, dict) or not CACHE_KEYS <= set(state):
-                raise PrunebenchError("stale cache")
-        except PrunebenchError:   # a cache file from an older prunebench, or damaged: decode again
+                raise PrunebenchError("damaged cache")
+        except PrunebenchError:   # damaged (or not a cache at all): decode again
             cached.unlink(missing_ok=True)
             state = None
     if state is None:
@@ -250,10 +250,10 @@ def _imagefolder(path: Path) -> DataBundle:
     test = Split(state["test_images"], state["test_labels"])
     mean, std = _channel_stats(train.images)
     return DataBundle(f"imagefolder:{path.name}", train, test, len(classes), classes, mean, std,
-                      skipped=list(state["skipped"]))
+                      skipped=list(state.get("skipped", [])))   # caches from before skipping: nothing was skipped
 
 
-CACHE_KEYS = {"classes", "train_images", "train_labels", "test_images", "test_labels", "skipped"}
+CACHE_KEYS = {"classes", "train_images", "train_labels", "test_images", "test_labels"}
 
 
 def _extract(archive: Path, dest: Path) -> Path:
