@@ -17,11 +17,22 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
-from prunebench.core.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError, is_environment_error, one_line, os_error
 from prunebench.core.params import help_text, key_of
 
 SECTIONS = ("baseline", "finetune", "scratch", "bench")
+COMMANDS = ("run", "prune", "list", "bench", "compare")
 Formatter = argparse.RawDescriptionHelpFormatter
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line like every other user error (argparse prints the usage block first)."""
+
+    command: str | None = None   # set by main: the subcommand named on the command line, for the hint
+
+    def error(self, message: str) -> typing.NoReturn:
+        prog = self.prog if " " in self.prog or not self.command else f"{self.prog} {self.command}"
+        raise PrunebenchError(f"{message}; see `{prog} --help`")
 
 
 # ---------------------------------------------------------------------------------------------- dataclass -> flags
@@ -135,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     import torch
 
-    from prunebench.core.io import load_state
+    from prunebench.core.checkpoint import load_into
+    from prunebench.core.io import ensure_writable, load_state
     from prunebench.data import calibration_batches, load_data
     from prunebench.metrics import flops
     from prunebench.models import build_model, get_model_spec
@@ -145,19 +157,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
     spec = get_model_spec(args.model)
     method = get_method(args.method)
     options = method.parse_options(parse_option_pairs(args.option))   # before any work
+    problems = [f"{flag} must be ≥ 1, got {value}" for flag, value in (
+        ("--num-classes", args.num_classes), ("--calibration-samples", args.calibration_samples),
+        ("--round-to", 1 if args.round_to is None else args.round_to)) if value < 1]
+    if args.ratio is not None and not 0 <= args.ratio < 1:
+        problems.append(f"--ratio must be in [0, 1), got {args.ratio}")
+    if args.preset is not None:
+        try:
+            method.preset(args.model, args.preset)
+        except PrunebenchError as e:
+            problems.append(str(e))
+    if problems:
+        raise PrunebenchError("; ".join(problems))
+    if args.out:
+        ensure_writable(args.out, "--out")
     if args.checkpoint and Path(args.checkpoint).is_dir():
         arch, model = load_pruned(args.checkpoint)
         if arch.model != args.model:
-            raise PrunebenchError(f"{args.checkpoint} holds {arch.model}, not {args.model}")
+            raise PrunebenchError(f"{args.checkpoint} holds {arch.model}, not {args.model}; pass --model {arch.model}")
     else:
         torch.manual_seed(args.seed)
         model = build_model(args.model, args.num_classes)
         if args.checkpoint:
-            state = load_state(args.checkpoint)
-            try:
-                model.load_state_dict(state.get("model", state))
-            except RuntimeError as e:
-                raise PrunebenchError(f"{args.checkpoint} does not fit {args.model}: {str(e).splitlines()[0]}") from None
+            load_into(model, load_state(args.checkpoint), args.checkpoint, f"{args.model} ({args.num_classes} classes)",
+                      classes_fix=lambda n: f"the file's classifier has {n} outputs: pass --num-classes {n}")
     calibration = None
     if method.needs_data:
         if not args.data:
@@ -278,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     from prunebench.bench import compare as _compare
     from prunebench.config import BenchConfig, ExperimentConfig, FinetuneConfig, ScratchConfig, TrainConfig
 
-    parser = argparse.ArgumentParser(prog="prunebench", description=__doc__.splitlines()[0])
+    parser = Parser(prog="prunebench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a plan (TOML) or, with no plan, the built-in quickstart",
@@ -373,19 +396,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; a user error (bad input, or an environment problem such as a full disk) is one line on stderr,
+    ``error: <problem>; <fix>``, and exit status 2 — never a traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return int(args.func(args) or 0)
+        parser = build_parser()
+        parser.command = next((a for a in argv if a in COMMANDS), None)
+        args = parser.parse_args(argv)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()   # a closed pipe surfaces here, inside the handler, not at interpreter exit
+        return code
     except PrunebenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished stages are saved; rerun the same command to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:   # `prunebench list | head`: the reader left; say nothing more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):   # stdout is not a file descriptor (captured in-process)
+            pass
         return 0
+    except OSError as e:
+        if not is_environment_error(e):
+            raise
+        print(f"error: {one_line(str(os_error(e)))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

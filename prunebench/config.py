@@ -226,6 +226,8 @@ class ExperimentConfig:
             out.append("seeds is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             out.append(f"seeds lists a seed twice: {list(self.seeds)}")
+        if not self.regimes:
+            out.append("regimes is empty; name at least one (see `prunebench list`), e.g. regimes = [\"finetune\"]")
         if len(set(self.regimes)) != len(self.regimes):
             out.append(f"regimes lists a regime twice: {list(self.regimes)}")
         if self.baseline_checkpoint is None:

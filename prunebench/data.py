@@ -3,8 +3,12 @@
 Sources (``--data``):
 - ``cifar10`` / ``cifar100``: torchvision's datasets under ``--data-root`` (downloaded when online).
 - ``imagefolder:PATH``: a directory with ``train/`` and ``test/`` (or ``val/``) class folders, or a .tar/.tar.gz of one,
-  extracted once into the cache.
-- ``synthetic``: deterministic class-prototype images plus noise, learnable but meaningless: smoke tests only.
+  extracted once into the cache (into a temporary folder first: a truncated archive is an error that leaves nothing).
+  An image that cannot be decoded is skipped with a warning naming it, and counted (``DataBundle.skipped``, shown in
+  results.json's ``data``); an empty class folder, different class folders in train/ and test/, and train and test images
+  of different sizes are errors.
+- ``synthetic[:TRAIN,TEST[,SIZE]]``: deterministic class-prototype images plus noise (SIZE×SIZE px, default 32),
+  learnable but meaningless: smoke tests only.
 
 Decoded images are cached as uint8 tensors (``$PRUNEBENCH_CACHE``, default ``~/.cache/prunebench``) so that JPEGs are decoded
 once, not every epoch. Training augmentation is the paper's: pad-4 random crop + horizontal flip; then per-channel normalisation.
@@ -14,8 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import sys
 import tarfile
-from dataclasses import dataclass
+import tempfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from typing import Iterator
@@ -25,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from prunebench.core.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError, is_environment_error, one_line, os_error
 from prunebench.core.io import load_state, save_state
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -63,6 +71,7 @@ class DataBundle:
     classes: list[str]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    skipped: list[str] = field(default_factory=list)   # "split/class/file: reason" of images that could not be decoded
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -215,21 +224,41 @@ def load_data(spec: str, data_root: str | Path | None = None, train_subset: int 
         bundle = synthetic(**_synthetic_args(arg))
     else:
         raise PrunebenchError(
-            f"unknown dataset {spec!r}; use cifar10, cifar100, imagefolder:PATH or synthetic[:train,test]"
+            f"unknown dataset {spec!r}; use cifar10, cifar100, imagefolder:PATH or synthetic[:TRAIN,TEST[,SIZE]]"
         )
+    check_splits(bundle, spec)
     bundle.train = bundle.train.subset(train_subset, subset_seed)
     bundle.test = bundle.test.subset(test_subset, subset_seed)
     return bundle
+
+
+def check_splits(bundle: DataBundle, spec: str) -> None:
+    """Both splits non-empty, and their images of one shape (a model trained at one size is tested at that size)."""
+    for name, split in (("training", bundle.train), ("test", bundle.test)):
+        if len(split) == 0:
+            raise PrunebenchError(f"{spec} has no {name} images; give a dataset with images in both splits")
+    a, b = tuple(bundle.train.images.shape[1:]), tuple(bundle.test.images.shape[1:])
+    if a != b:
+        raise PrunebenchError(f"{spec}: the training images are {'×'.join(map(str, a))} but the test images are "
+                              f"{'×'.join(map(str, b))} (C×H×W); give both splits images of one size (e.g. resize the "
+                              f"test images to {a[1]}×{a[2]} px)")
+    if bundle.skipped:
+        shown = ", ".join(bundle.skipped[:3]) + (f" (+{len(bundle.skipped) - 3} more)" if len(bundle.skipped) > 3 else "")
+        print(f"warning: {spec}: skipped {len(bundle.skipped)} image(s) that could not be decoded: {shown}",
+              file=sys.stderr)
 
 
 def _synthetic_args(arg: str) -> dict[str, int]:
     if not arg:
         return {}
     try:
-        n_train, n_test = (int(x) for x in arg.split(","))
+        values = [int(x) for x in arg.split(",")]
+        if len(values) not in (2, 3) or min(values) < 1:
+            raise ValueError
     except ValueError:
-        raise PrunebenchError(f"synthetic data takes 'synthetic:TRAIN,TEST' sample counts, got {arg!r}") from None
-    return {"n_train": n_train, "n_test": n_test}
+        raise PrunebenchError(f"synthetic data takes 'synthetic:TRAIN,TEST[,SIZE]' (positive sample counts, image size "
+                              f"in px), got {arg!r}") from None
+    return dict(zip(("n_train", "n_test", "size"), values))
 
 
 def synthetic(n_train: int = 512, n_test: int = 256, num_classes: int = 10, size: int = 32, seed: int = 0) -> DataBundle:
@@ -276,9 +305,16 @@ def _imagefolder(path: Path) -> DataBundle:
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     cached = cache_dir() / "imagefolder" / f"{path.name}-{key}.pt"
+    state = None
     if cached.exists():
-        state = load_state(cached)
-    else:
+        try:
+            state = load_state(cached)
+            if not isinstance(state, dict) or not CACHE_KEYS <= set(state):
+                raise PrunebenchError("damaged cache")
+        except PrunebenchError:   # damaged (or not a cache at all): decode again
+            cached.unlink(missing_ok=True)
+            state = None
+    if state is None:
         root = _extract(path, cache_dir() / "imagefolder" / f"{path.name}-{key}") if path.is_file() else path
         state = _decode_imagefolder(_find_split_root(root))
         save_state(cached, state)
@@ -286,18 +322,48 @@ def _imagefolder(path: Path) -> DataBundle:
     train = Split(state["train_images"], state["train_labels"])
     test = Split(state["test_images"], state["test_labels"])
     mean, std = _channel_stats(train.images)
-    return DataBundle(f"imagefolder:{path.name}", train, test, len(classes), classes, mean, std)
+    return DataBundle(f"imagefolder:{path.name}", train, test, len(classes), classes, mean, std,
+                      skipped=list(state.get("skipped", [])))   # caches from before skipping: nothing was skipped
+
+
+CACHE_KEYS = {"classes", "train_images", "train_labels", "test_images", "test_labels"}
 
 
 def _extract(archive: Path, dest: Path) -> Path:
-    done = dest / ".extracted"
-    if not done.exists():
-        if not tarfile.is_tarfile(archive):
-            raise PrunebenchError(f"{archive} is not a directory or a tar archive; give an ImageFolder dir or .tar.gz")
-        dest.mkdir(parents=True, exist_ok=True)
+    """Extract ``archive`` into ``dest`` once: into a temporary sibling folder, renamed when complete, so a truncated or
+    corrupt archive (or a kill) never leaves a partial extraction that a later run would trust or that fills the disk."""
+    if (dest / ".extracted").exists():
+        return dest
+    if not tarfile.is_tarfile(archive):
+        raise PrunebenchError(f"{archive} is not a directory or a tar archive; give an ImageFolder dir or .tar.gz")
+    parent = dest.parent
+    for old in parent.glob(f"{dest.name}.partial-*"):   # left by a killed extraction
+        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(dest, ignore_errors=True)              # an extraction from before this scheme, never completed
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{dest.name}.partial-", dir=parent))
+    except OSError as e:
+        raise os_error(e, dest) from None
+    try:
         with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
-        done.touch()
+            tar.extractall(partial, filter="data")
+        (partial / ".extracted").touch()
+        try:
+            os.replace(partial, dest)
+        except OSError:
+            if not (dest / ".extracted").exists():   # not another process that finished first
+                raise
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if is_environment_error(e):
+            raise os_error(e, dest) from None
+        raise PrunebenchError(f"{archive} is truncated or corrupt ({one_line(str(e)) or type(e).__name__}); nothing "
+                              "extracted was kept; download or create the archive again") from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(partial, ignore_errors=True)   # another process finished first: its copy is the one kept
     return dest
 
 
@@ -320,18 +386,40 @@ def _decode_imagefolder(root: Path) -> dict[str, object]:
 
     out: dict[str, object] = {}
     classes = None
+    skipped: list[str] = []
     for split, folder in (("train", "train"), ("test", "test" if (root / "test").is_dir() else "val")):
-        ds = ImageFolder(str(root / folder))
+        try:
+            ds = ImageFolder(str(root / folder), allow_empty=True)
+        except (FileNotFoundError, OSError) as e:
+            raise PrunebenchError(f"{root / folder}: {one_line(str(e))}; the ImageFolder layout is "
+                                  f"{folder}/<class>/<image>.jpg") from None
         if classes is None:
             classes = ds.classes
         elif ds.classes != classes:
-            raise PrunebenchError(f"train/ and {folder}/ in {root} have different class folders")
-        images = [decode(p) for p, _ in ds.samples]
+            only_train, only_here = sorted(set(classes) - set(ds.classes)), sorted(set(ds.classes) - set(classes))
+            raise PrunebenchError(
+                f"train/ and {folder}/ in {root} have different class folders (only in train/: "
+                f"{', '.join(only_train) or 'none'}; only in {folder}/: {', '.join(only_here) or 'none'}); give both "
+                "splits the same classes")
+        images, labels = [], []
+        for p, t in ds.samples:
+            try:
+                images.append(decode(p))
+                labels.append(t)
+            except (OSError, ValueError, SyntaxError) as e:   # PIL: unidentified, truncated or corrupt image data
+                skipped.append(f"{Path(p).relative_to(root).as_posix()}: {one_line(str(e)) or type(e).__name__}")
+        counts = torch.bincount(torch.tensor(labels, dtype=torch.int64), minlength=len(ds.classes))
+        empty = [ds.classes[i] for i in range(len(ds.classes)) if counts[i] == 0]
+        if empty and (split == "train" or not images):
+            raise PrunebenchError(f"{root / folder / empty[0]} holds no readable images"
+                                  + (f" (nor do {len(empty) - 1} other class folder(s))" if len(empty) > 1 else "")
+                                  + "; add images (.jpg, .png, …) or remove the empty folder from every split")
         size = images[0].shape[1:]
         images = [im if im.shape[1:] == size else v2.functional.resize(im, list(size), antialias=True) for im in images]
         out[f"{split}_images"] = torch.stack(images)
-        out[f"{split}_labels"] = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
+        out[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
     out["classes"] = classes
+    out["skipped"] = skipped
     return out
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from prunebench.config import TrainConfig
 from prunebench.core import distributed as dist
+from prunebench.core.checkpoint import load_into
 from prunebench.core.errors import DivergedError, PrunebenchError
 from prunebench.core.hooks import TrainHooks
 from prunebench.core.io import load_state, save_state
@@ -165,10 +166,12 @@ def train(
     result = TrainResult(cfg.epochs, float("nan"), -1.0, -1, precision=precision)
     start_epoch = 0
     state = load_state(checkpoint, map_location=device) if checkpoint is not None and checkpoint.exists() else None
+    if state is not None:
+        check_resume_state(state, checkpoint)
     if state is not None and state.get("tag") != tag:
         state = None   # another plan's checkpoint: start over
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_into(model, state["model"], checkpoint, desc)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
@@ -222,6 +225,20 @@ def train(
     if not math.isfinite(result.best_top1) or result.best_top1 < 0:
         result.best_top1, result.best_epoch = result.final_top1, cfg.epochs
     return result
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
+
+
+def check_resume_state(state: Any, path: Path) -> None:
+    """A per-epoch checkpoint must be what :func:`train` writes; anything else (a plain state_dict copied over it, a
+    tensor) is a one-line error rather than a KeyError halfway through resuming."""
+    missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["model"], dict) or not isinstance(state["epoch"], int):
+        held = (f"a mapping without {', '.join(missing)}" if isinstance(state, dict) and missing
+                else f"a {type(state).__name__}" if not isinstance(state, dict) else "malformed entries")
+        raise PrunebenchError(f"{path} is not a prunebench per-epoch checkpoint (it holds {held}); delete it to restart "
+                              "this stage from its first epoch")
 
 
 def evaluate(model: nn.Module, data: DataBundle, split: Split, device: torch.device,

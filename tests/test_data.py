@@ -66,3 +66,19 @@ def test_missing_cifar_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(tvd, "CIFAR10", offline)
     with pytest.raises(PrunebenchError, match="could not be downloaded.*--data imagefolder:PATH"):
         load_data("cifar10", data_root=tmp_path)
+
+
+def test_a_cache_from_before_image_skipping_is_kept(tmp_path, monkeypatch):
+    """The decoded-image cache is shared by every run on the machine: one written before unreadable images were skipped
+    (no "skipped" entry) is valid, not re-decoded (minutes for CIFAR-10) and not deleted."""
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "src" / "mydata"
+    _write_imagefolder(src)
+    load_data(f"imagefolder:{src}")
+    (cached,) = (tmp_path / "cache" / "imagefolder").glob("*.pt")
+    state = torch.load(cached, weights_only=True)
+    state.pop("skipped")
+    torch.save(state, cached)
+    stamp = cached.stat().st_mtime_ns
+    d = load_data(f"imagefolder:{src}")
+    assert d.skipped == [] and len(d.train) == 6 and cached.stat().st_mtime_ns == stamp

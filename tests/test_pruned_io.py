@@ -46,19 +46,21 @@ def test_scratch_rebuild_has_the_pruned_shapes_and_a_fresh_init(pruned):
 
 def test_dense_weights_do_not_fit_a_pruned_architecture(pruned):
     _, arch, _ = pruned
-    with pytest.raises(PrunebenchError, match="do not fit"):
+    with pytest.raises(PrunebenchError, match=r"does not fit .* shape mismatch.*layer1\.0\.conv1\.weight \[16, 16, 3, 3\] "
+                                              r"in the file vs \[9, 16, 3, 3\].*wider layers"):
         build_architecture(arch, build_model("resnet20").state_dict())
 
 
 def test_corrupt_or_pickled_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(PrunebenchError, match="cannot load checkpoint"):
+    with pytest.raises(PrunebenchError, match="is not a torch checkpoint"):
         load_state(bad)
     pickled = tmp_path / "module.pt"
     torch.save(build_model("resnet20"), pickled)     # a whole pickled module would run code on load
-    with pytest.raises(PrunebenchError, match="cannot load checkpoint"):
+    with pytest.raises(PrunebenchError, match=r"holds a pickled prunebench\.models\..*CifarResNet.*state_dict") as e:
         load_state(pickled)
+    assert "weights_only" not in str(e.value) and "\x1b" not in str(e.value)
     with pytest.raises(PrunebenchError, match="not found"):
         load_state(tmp_path / "missing.pt")
 

@@ -12,7 +12,11 @@ output (``prunebench.bench/1``). Checks, per variant id present in BASELINE:
 * ``latency_metric``: ``median_ms`` (wall clock) or ``cpu_median_ms`` (process CPU time per call, which does not grow
   when a neighbour takes the core: the steadier choice on shared CI runners; CPU rows only);
 * a variant or latency cell in BASELINE but not in CURRENT fails (``allow_missing`` turns that into a note), so a gate
-  cannot pass by measuring less.
+  cannot pass by measuring less;
+* a null or missing figure (top-1 of a results.json, params, MACs) of a variant present in both files is a usage error
+  (exit 2), as are two results.json files of different experiments (model, dataset, classes or input size): a gate must
+  not pass by comparing nothing, or by comparing unlike things. ``allow_missing`` / ``allow_different`` accept them,
+  and the summary says so. Figures that are not numbers (``"macs": "lots"``) are a usage error (malformed file).
 
 Exit status: 0 pass, 1 regression, 2 usage error (missing/invalid file, bad flag or tolerance). The Markdown summary (for a
 pull-request comment) is printed and, with ``--markdown FILE``, written.
@@ -22,10 +26,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.io import read_json, write_text
@@ -50,6 +55,7 @@ class Tolerances:
     absolute_latency: bool = False               # also compare absolute medians (same machine only!)
     max_latency_regression: float = 0.10         # relative growth of an absolute median, with absolute_latency
     allow_missing: bool = False
+    allow_different: bool = False                # compare results of different models/datasets (normally an error)
     reference: str | None = None                 # override the reference variant id for every latency ratio
     latency_metric: str = "median_ms"            # or "cpu_median_ms" (CPU time per call; steadier on shared CPUs)
 
@@ -58,6 +64,11 @@ class Tolerances:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise PrunebenchError(f"tolerance {name} must be a number ≥ 0, got {v!r}")
+        for name in ("absolute_latency", "allow_missing", "allow_different"):
+            if not isinstance(getattr(self, name), bool):
+                raise PrunebenchError(f"tolerance {name} must be true or false, got {getattr(self, name)!r}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise PrunebenchError(f"tolerance reference must be a variant id (text), got {self.reference!r}")
         for name in ("params", "macs"):
             _count_tolerance(getattr(self, name), name)
         if self.latency_metric not in LATENCY_METRICS:
@@ -96,6 +107,7 @@ class Doc:
     created: str | None
     commit: str | None
     variants: dict[str, Variant]
+    experiment: dict[str, Any] = field(default_factory=dict)   # model, data, classes, input size (results.json only)
 
 
 @dataclass
@@ -122,24 +134,49 @@ def load(path: str | Path, metric: str = "median_ms") -> Doc:
     env = d.get("environment") or {}
     try:
         variants = _results_variants(d, metric) if d["schema"] == RESULTS_SCHEMA else _bench_variants(d, metric)
-    except (KeyError, TypeError, ValueError) as e:
-        raise PrunebenchError(f"{p} is malformed ({type(e).__name__}: {e}); regenerate it") from None
-    return Doc(str(p), d["schema"], d.get("created"), env.get("git_commit"), variants)
+        experiment = _experiment(d) if d["schema"] == RESULTS_SCHEMA else {}
+    except KeyError as e:
+        raise PrunebenchError(f"{p} is malformed (no {e} entry); regenerate it") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise PrunebenchError(f"{p} is malformed ({e}); regenerate it") from None
+    return Doc(str(p), d["schema"], d.get("created"), env.get("git_commit"), variants, experiment)
 
 
-def _cells(rows: list[dict[str, Any]], metric: str) -> dict[Cell, float]:
+def _number(value: Any, where: str, integer: bool = False) -> Any:
+    """``value`` if it is a finite number (an integer where ``integer``) or null; else ValueError naming ``where``."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (integer and float(value) != int(value)):
+        raise ValueError(f"{where} is {value!r}, not {'an integer' if integer else 'a number'}")
+    return value
+
+
+def _cells(rows: list[dict[str, Any]], metric: str, where: str) -> dict[Cell, float]:
     """Latency cells; a row without the metric (e.g. no CPU time for a GPU row, or an older file) is absent."""
-    return {(r["runtime"], r["device"], int(r["batch"]), int(r["threads"])): float(r[metric]) for r in rows
-            if r.get(metric) is not None}
+    return {(str(r["runtime"]), str(r["device"]), int(_number(r["batch"], f"{where} batch", True)),
+             int(_number(r["threads"], f"{where} threads", True))): float(_number(r[metric], f"{where} {metric}"))
+            for r in rows if r.get(metric) is not None}
+
+
+def _experiment(d: dict[str, Any]) -> dict[str, Any]:
+    cfg, data = d.get("config") or {}, d.get("data") or {}
+    shape = data.get("input_shape")
+    return {k: v for k, v in (("model", cfg.get("model")), ("dataset", data.get("name")),
+                              ("classes", data.get("num_classes")),
+                              ("input size", "×".join(map(str, shape)) if shape else None)) if v is not None}
 
 
 def _results_variants(d: dict[str, Any], metric: str) -> dict[str, Variant]:
     out = {}
     ids = {v["id"] for v in d["variants"]}
     for v in d["variants"]:
+        where = f"variant {v['id']}"
         ref = f"seed{v['seed']}/baseline" if v["regime"] != "baseline" else None
-        out[v["id"]] = Variant(v["id"], v["accuracy"]["top1"], v.get("params"), v.get("macs"),
-                               ref if ref in ids else None, _cells(v.get("latency", []), metric))
+        out[v["id"]] = Variant(v["id"], _number(v["accuracy"]["top1"], f"{where} top1"),
+                               _number(v.get("params"), f"{where} params", True),
+                               _number(v.get("macs"), f"{where} macs", True),
+                               ref if ref in ids else None, _cells(v.get("latency", []), metric, f"{where} latency"))
     return out
 
 
@@ -147,8 +184,42 @@ def _bench_variants(d: dict[str, Any], metric: str) -> dict[str, Variant]:
     rows: dict[str, list[dict[str, Any]]] = {}
     for r in d["results"]:
         rows.setdefault(r["variant"], []).append(r)
-    return {v["id"]: Variant(v["id"], None, v.get("params"), v.get("macs"), v.get("reference"),
-                             _cells(rows.get(v["id"], []), metric)) for v in d["variants"]}
+    return {v["id"]: Variant(v["id"], None, _number(v.get("params"), f"variant {v['id']} params", True),
+                             _number(v.get("macs"), f"variant {v['id']} macs", True), v.get("reference"),
+                             _cells(rows.get(v["id"], []), metric, f"variant {v['id']} latency"))
+            for v in d["variants"]}
+
+
+def check_comparable(base: Doc, cur: Doc, tol: Tolerances) -> list[str]:
+    """Raise a usage error if the two files are different experiments or a shared variant lacks a figure the other file
+    has; with ``allow_different`` / ``allow_missing`` return those findings as notes for the summary instead."""
+    notes = []
+    differ = [f"{k} {base.experiment[k]} vs {cur.experiment[k]}" for k in base.experiment
+              if k in cur.experiment and base.experiment[k] != cur.experiment[k]]
+    if differ:
+        text = f"{base.path} and {cur.path} are different experiments ({'; '.join(differ)})"
+        if not tol.allow_different:
+            raise PrunebenchError(f"{text}; compare results of the same experiment, or pass --allow-different to "
+                                  "compare them anyway")
+        notes.append(text)
+    missing = []
+    for vid, b in base.variants.items():
+        c = cur.variants.get(vid)
+        if c is None:
+            continue
+        figures = ["params", "macs"] + (["top1"] if base.kind == cur.kind == RESULTS_SCHEMA else [])
+        for kind in figures:
+            bv, cv = getattr(b, kind), getattr(c, kind)
+            if (bv is None) != (cv is None) or (kind == "top1" and bv is None):
+                where = cur.path if cv is None else base.path
+                missing.append(f"{vid} has no {kind} in {where}")
+    if missing:
+        text = f"{len(missing)} figure(s) are null or missing: {', '.join(missing[:3])}" + (
+            f" (+{len(missing) - 3} more)" if len(missing) > 3 else "")
+        if not tol.allow_missing:
+            raise PrunebenchError(f"{text}; regenerate the file, or pass --allow-missing to compare without them")
+        notes.append(text)
+    return notes
 
 
 def load_tolerances(path: str | Path | None, overrides: dict[str, Any]) -> Tolerances:
@@ -160,8 +231,12 @@ def load_tolerances(path: str | Path | None, overrides: dict[str, Any]) -> Toler
         try:
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
-            raise PrunebenchError(f"{p} is not valid TOML: {e}") from None
+            raise PrunebenchError(f"{p} is not valid TOML: {e}; fix the file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise PrunebenchError(f"cannot read {p}: {e}; give a readable UTF-8 TOML file") from None
         data = raw.get("compare", raw)
+        if not isinstance(data, dict):
+            raise PrunebenchError(f"[compare] in {p} must be a table, got {data!r}")
     names = {f.name for f in dataclasses.fields(Tolerances)}
     for key in data:
         if key.replace("-", "_") not in names:
@@ -240,7 +315,7 @@ def _ratio_checks(vid: str, ref_id: str, base: Doc, cur: Doc, tol: Tolerances) -
 
 
 # ------------------------------------------------------------------------------------------------------ output
-def render_markdown(base: Doc, cur: Doc, tol: Tolerances, checks: list[Check]) -> str:
+def render_markdown(base: Doc, cur: Doc, tol: Tolerances, checks: list[Check], notes: Sequence[str] = ()) -> str:
     failed = [c for c in checks if not c.ok]
     new = sorted(set(cur.variants) - set(base.variants))
     head = "✅ no regression" if not failed else f"❌ {len(failed)} regression{'s' if len(failed) != 1 else ''}"
@@ -256,6 +331,8 @@ def render_markdown(base: Doc, cur: Doc, tol: Tolerances, checks: list[Check]) -
            "; absolute times not compared")
         + ("; missing cells allowed" if tol.allow_missing else ""),
         f"- {len(checks)} checks, {len(failed)} failed" + (f"; new variants in CURRENT: {', '.join(new)}" if new else ""),
+        *[f"- Note: {n} (allowed by --allow-{'different' if 'different experiments' in n else 'missing'})"
+          for n in notes],
         "",
     ]
     header = ["Result", "Check", "Variant", "Cell", "Baseline", "Current", "Change", "Limit", "Note"]
@@ -291,6 +368,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-latency-regression", type=float, help="with --absolute-latency: allowed growth (default 0.10)")
     p.add_argument("--allow-missing", action="store_true", default=None,
                    help="a variant/cell missing from CURRENT is a note, not a failure")
+    p.add_argument("--allow-different", action="store_true", default=None,
+                   help="compare results of different models or datasets (normally a usage error)")
     p.add_argument("--reference", help="variant id to use as the latency reference for every variant")
     p.add_argument("--latency-metric", choices=LATENCY_METRICS,
                    help="median_ms (wall clock, default) or cpu_median_ms (CPU time per call: steadier on shared CPUs)")
@@ -303,13 +382,15 @@ def run_cli(args: argparse.Namespace) -> int:
         "max_acc_drop": args.max_acc_drop, "max_latency_ratio_regression": args.max_latency_ratio_regression,
         "params": args.params, "macs": args.macs, "absolute_latency": args.absolute_latency,
         "max_latency_regression": args.max_latency_regression, "allow_missing": args.allow_missing,
+        "allow_different": args.allow_different,
         "reference": args.reference, "latency_metric": args.latency_metric,
     })
     base, cur = load(args.baseline, tol.latency_metric), load(args.current, tol.latency_metric)
     if tol.reference and tol.reference not in base.variants:
         raise PrunebenchError(f"--reference {tol.reference!r} is not a variant of {base.path}")
+    notes = check_comparable(base, cur, tol)
     checks = compare(base, cur, tol)
-    md = render_markdown(base, cur, tol, checks)
+    md = render_markdown(base, cur, tol, checks, notes)
     if args.markdown:
         try:
             write_text(args.markdown, md)

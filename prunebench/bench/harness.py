@@ -32,6 +32,7 @@ from prunebench.bench import runtimes as rt
 from prunebench.bench.latency import LatencyStats, repeats_for, set_torch_threads, summarize
 from prunebench.bench.memory import PeakMemory
 from prunebench.bench.runtimes import Options, Prepared, Target, Unavailable
+from prunebench.core.errors import PrunebenchError, one_line
 from prunebench.bench.stats import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, bootstrap_ratio, median_stable, summarize_ms
 
 MIN_ROUNDS = 10
@@ -156,6 +157,13 @@ def measure(targets: Sequence[Target], cfg: HarnessConfig, reference: dict[str, 
     ids = [t.id for t in targets]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate variant ids: {ids}")
+    timed_from: dict[str, str] = {}
+    for t in targets:   # one variant, one artifact: a shared file would time one model under two names
+        if t.onnx is not None:
+            other = timed_from.setdefault(str(Path(t.onnx).resolve()), t.id)
+            if other != t.id:
+                raise PrunebenchError(f"variants {other} and {t.id} would both be timed from {t.onnx}; give each "
+                                      "variant its own file")
     reference = dict(reference or {})
     set_torch_threads(cfg.threads)
     out = Measurement(settings=settings(cfg))
@@ -184,7 +192,7 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
                 continue
             except rt.run_errors() as e:   # e.g. CUDA out of memory at a large batch
                 out.skipped.append({"runtime": runtime, "device": device, "batch": batch, "variant": t.id,
-                                    "reason": f"failed: {str(e).splitlines()[0][:200]}"})
+                                    "reason": f"failed: {one_line(str(e))}"})
                 continue
             prepared[t.id] = p
             extra[t.id] = {"warmup_calls": calls, "warmup_stable": settled,

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from prunebench.bench.catalog import DEVICES, OPT_IN, RUNTIMES, SUPPORTED, default_runtimes  # noqa: F401
+from prunebench.core.errors import one_line
 from prunebench.export.session import session_options
 
 INSTALL_GPU = "install onnxruntime-gpu (pip install 'prunebench[gpu]', after uninstalling onnxruntime)"
@@ -140,7 +141,7 @@ def make_session(path: str | Path, threads: int, providers: list[Any]) -> Any:
             warnings.simplefilter("ignore")   # "provider not available" warnings: the check below says it better
             sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-        raise Unavailable(f"{wanted} could not create a session: {str(e).splitlines()[0][:200]}") from None
+        raise Unavailable(f"{wanted} could not create a session: {one_line(str(e))}") from None
     if sess.get_providers()[0] != wanted:
         raise Unavailable(f"{wanted} failed to load (ORT fell back to {sess.get_providers()[0]}); check the CUDA/cuDNN"
                           f"{'/TensorRT' if 'Tensorrt' in wanted else ''} libraries")
@@ -262,10 +263,21 @@ def _cuda_provider() -> tuple[str, dict[str, Any]]:
     return ("CUDAExecutionProvider", {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"})
 
 
+def trt_cache_dir(target: Target, batch: int, opts: Options) -> Path:
+    """The TensorRT engine cache of one variant at one batch size: keyed by the ONNX file's path *and* content digest.
+    Every variant of a run is called ``model.onnx`` with the same tensor names, so a shared folder would let ORT reuse
+    the baseline's engine for a pruned variant (or another batch's profile)."""
+    from prunebench.core.io import identity
+
+    root = opts.work_dir or Path(tempfile.mkdtemp(prefix="prunebench-trt-"))
+    return root / f"trt-{identity(_need_onnx(target))}-b{batch}"
+
+
 def _trt_provider(target: Target, batch: int, opts: Options) -> tuple[str, dict[str, Any]]:
     name = _input_name(_need_onnx(target))
     dims = "x".join(str(d) for d in (batch, *target.input_shape))
-    cache = opts.work_dir or Path(tempfile.mkdtemp(prefix="prunebench-trt-"))
+    cache = trt_cache_dir(target, batch, opts)
+    cache.mkdir(parents=True, exist_ok=True)
     profile = f"{name}:{dims}"
     return ("TensorrtExecutionProvider", {
         "device_id": 0, "trt_fp16_enable": False, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),

@@ -31,7 +31,7 @@ from prunebench.export import onnx_counts
 from prunebench.export.onnx_counts import misaligned_onnx
 from prunebench.core.environment import manifest
 from prunebench.bench.harness import HarnessConfig, Measurement, measure
-from prunebench.bench.catalog import default_runtimes
+from prunebench.bench.catalog import DEVICES, RUNTIMES, default_runtimes
 from prunebench.bench.runtimes import Target
 from prunebench.bench.schema import BENCH_SCHEMA, BENCH_SCHEMA_ID
 from prunebench.core.errors import PrunebenchError
@@ -49,46 +49,64 @@ def _variant_dirs(run: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def resolve_targets(paths: Sequence[str], log=lambda s: None) -> Iterator[tuple[list[Target], dict[str, str]]]:
-    """Targets and their speed-up references; temporary ONNX exports live until the context exits."""
+    """Targets and their speed-up references; temporary ONNX exports live until the context exits.
+
+    A variant's id is its folder's (or file's) name, or the path as given when two names collide (``a/m`` and ``b/m``);
+    whatever is timed is keyed by the variant's identity (path + content digest), never by its name."""
     if not paths:
         raise PrunebenchError("give at least one PATH (.onnx file, model directory or run directory)")
+    resolved = [str(Path(p).resolve()) for p in paths]
+    twice = next((p for p, r in zip(paths, resolved) if resolved.count(r) > 1), None)
+    if twice is not None:
+        raise PrunebenchError(f"{twice} is given twice; give each PATH once")
     with tempfile.TemporaryDirectory(prefix="prunebench-export-") as tmp:
         targets: list[Target] = []
-        reference: dict[str, str] = {}
+        given: list[str] = []           # the id each target would have with its PATH as given (for colliding names)
+        reference: dict[int, int] = {}  # target index -> index of its speed-up reference (run directories)
         for raw in paths:
             p = Path(raw)
             if not p.exists():
                 raise PrunebenchError(f"not found: {p}")
             if p.is_file() and p.suffix == ".onnx":
                 targets.append(_onnx_target(p, p.stem))
+                given.append(raw.rstrip("/"))
             elif p.is_dir() and _is_model_dir(p) and not (p / run_paths.CONFIG).exists():
                 targets.append(_model_target(p, p.resolve().name, Path(tmp), log))
+                given.append(raw.rstrip("/"))
             elif p.is_dir():
                 dirs = _variant_dirs(p)
                 if not dirs:
                     raise PrunebenchError(f"{p} holds no model: expected arch.json + model.pt, or a run directory whose "
                                           "variants have model.onnx (finish it with `prunebench run --out DIR`)")
+                first = len(targets)
                 run_targets = [_model_target(d, d.relative_to(p).as_posix(), Path(tmp), log) for d in dirs]
-                by_seed = {t.id.split("/")[0]: t.id for t in run_targets if t.id.endswith("/baseline")}
-                for t in run_targets:
+                by_seed = {t.id.split("/")[0]: first + i for i, t in enumerate(run_targets)
+                           if t.id.endswith("/baseline")}
+                for i, t in enumerate(run_targets):
                     ref = by_seed.get(t.id.split("/")[0])
-                    if ref and ref != t.id:
-                        reference[t.id] = ref
+                    if ref is not None and ref != first + i:
+                        reference[first + i] = ref
                 targets += run_targets
+                given += [f"{raw.rstrip('/')}/{t.id}" for t in run_targets]
             else:
                 raise PrunebenchError(f"{p}: expected an .onnx file, a model directory (arch.json + model.pt) or a run "
                                       "directory")
         ids = [t.id for t in targets]
-        if len(set(ids)) != len(ids):
-            for i, t in enumerate(targets):   # same stem twice: fall back to the path as given
-                t.id = f"{i}:{t.id}"
-        if not reference and len(targets) > 1:
-            reference = {t.id: targets[0].id for t in targets[1:]}
-        yield targets, reference
+        for i, t in enumerate(targets):   # same name twice (a/m and b/m): those variants are called by their paths
+            if ids.count(t.id) > 1:
+                t.id = given[i]
+        if len({t.id for t in targets}) != len(targets):
+            raise PrunebenchError(f"two variants would have the same id ({[t.id for t in targets]}); give distinct "
+                                  "paths")
+        refs = {targets[i].id: targets[j].id for i, j in reference.items()}
+        if not refs and len(targets) > 1:
+            refs = {t.id: targets[0].id for t in targets[1:]}
+        yield targets, refs
 
 
 def _onnx_target(path: Path, ident: str) -> Target:
-    return Target(ident, onnx_counts.input_shape(path), onnx=path, model=None, macs=onnx_counts.macs(path),
+    shape = onnx_counts.input_shape(path)   # a file that is not an ONNX model is a one-line error here
+    return Target(ident, shape, onnx=path, model=None, macs=onnx_counts.macs(path),
                   params=None, meta={"source": str(path), "onnx_values": onnx_counts.params(path)})
 
 
@@ -98,12 +116,14 @@ def _model_target(d: Path, ident: str, tmp: Path, log) -> Target:
     from prunebench.models import get_model_spec
     from prunebench.pruning.base import load_pruned
 
+    from prunebench.core.io import identity
+
     arch, model = load_pruned(d)
     model.eval()
     shape = tuple(get_model_spec(arch.model).input_shape)
     onnx_path = d / run_paths.ONNX
-    if not onnx_path.is_file():
-        onnx_path = tmp / f"{ident.replace('/', '__')}.onnx"
+    if not onnx_path.is_file():   # keyed by the directory's identity (path + weights), never by its name
+        onnx_path = tmp / f"{identity(d / run_paths.ARCH, d / run_paths.MODEL)}.onnx"
         log(f"exporting {d} to a temporary ONNX file")
         export_and_verify(model, shape, onnx_path, torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))
     counts = flops.count(model, shape)
@@ -175,11 +195,30 @@ def render_table(doc: dict[str, Any]) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> HarnessConfig:
+    """The harness settings; every problem of the flags at once, before any model is loaded."""
+    problems = []
     for name in ("threads", "repeats", "warmup", "warmup_max", "repeat_count"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
-            raise PrunebenchError(f"--{name.replace('_', '-')} must be ≥ 1")
+            problems.append(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
     if any(b < 1 for b in args.batch_sizes):
-        raise PrunebenchError("--batch-sizes must be ≥ 1")
+        problems.append(f"--batch-sizes must be ≥ 1, got {' '.join(map(str, args.batch_sizes))}")
+    if args.max_cell_seconds is not None and not args.max_cell_seconds > 0:
+        problems.append(f"--max-cell-seconds must be > 0, got {args.max_cell_seconds}")
+    bad = [r for r in args.runtimes or () if r not in RUNTIMES]
+    if bad:
+        problems.append(f"unknown runtime {bad[0]!r}; choose from {', '.join(RUNTIMES)}")
+    bad = [d for d in args.devices if d not in DEVICES]
+    if bad:
+        problems.append(f"unknown device {bad[0]!r}; choose from {', '.join(DEVICES)}")
+    if args.out and Path(args.out).is_dir():
+        problems.append(f"--out {args.out} is a directory; give a file name for the JSON document (e.g. "
+                        f"{Path(args.out) / 'bench.json'})")
+    if problems:
+        raise PrunebenchError("; ".join(problems))
+    if args.out:
+        from prunebench.core.io import ensure_writable
+
+        ensure_writable(Path(args.out).parent, "--out")
     runtimes = tuple(args.runtimes) if args.runtimes else default_runtimes(args.cuda_graphs)
     if args.cuda_graphs and "pytorch-cudagraph" not in runtimes:
         runtimes += ("pytorch-cudagraph",)

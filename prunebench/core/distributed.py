@@ -72,13 +72,18 @@ def barrier() -> None:
 
 
 def local_device(requested: str) -> torch.device:
-    """``auto`` → this rank's CUDA device if there is one, else CPU."""
+    """``auto`` → this rank's CUDA device if there is one, else CPU; ``cuda`` / ``cuda:N`` that torch cannot see is a
+    one-line error."""
+    from prunebench.core.errors import PrunebenchError
+
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
+    if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            from prunebench.core.errors import PrunebenchError
-
-            raise PrunebenchError("--device cuda asked for, but torch sees no GPU; use --device cpu or auto")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            raise PrunebenchError(f"--device {requested} asked for, but torch sees no GPU; use --device cpu or auto")
+        index = int(requested.partition(":")[2] or os.environ.get("LOCAL_RANK", "0"))
+        if index >= torch.cuda.device_count():
+            raise PrunebenchError(f"--device {requested} asked for, but torch sees {torch.cuda.device_count()} GPU(s) "
+                                  f"(cuda:0 … cuda:{torch.cuda.device_count() - 1}); pick one of them")
+        return torch.device("cuda", index)
     return torch.device(requested)

@@ -6,13 +6,19 @@ would trust, and no checkpoint is ever unpickled with code execution (``weights_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from prunebench.core.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError, is_environment_error, one_line, os_error
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _read_umask() -> int:
@@ -25,19 +31,69 @@ _UMASK = _read_umask()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (atomic on POSIX within one filesystem)."""
+    """Call ``write(tmp_path)`` then rename onto ``path`` (atomic on POSIX within one filesystem).
+
+    The file gets the mode ``open()`` would give it (0666 & ~umask). A full disk, a read-only file system or a permission
+    problem, whichever write hits it, is a one-line :class:`PrunebenchError` naming ``path``; the temporary file is
+    removed either way."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise os_error(e, path) from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp creates 0600; a saved file gets the mode open() would give it
         os.replace(tmp, path)
+    except OSError as e:
+        if is_environment_error(e):
+            raise os_error(e, path) from None
+        raise
+    except RuntimeError as e:   # torch.save reports a failed write as a RuntimeError ("file write failed")
+        if "write" in str(e).lower():
+            raise _write_failed(path, e) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _write_failed(path: Path, e: BaseException) -> PrunebenchError:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if free is not None and free < 64 << 20:
+        return PrunebenchError(f"cannot write {path}: no space left on device ({free >> 20} MiB free); free some space "
+                               "(df -h) or write to another disk")
+    return PrunebenchError(f"cannot write {path}: the write failed ({one_line(str(e))}); check free space (df -h) and "
+                           "the disk")
+
+
+def ensure_writable(directory: str | Path, what: str = "--out") -> None:
+    """Raise a one-line error unless files can be created in ``directory`` (or in the nearest existing folder above it,
+    where it would be created); creates nothing that stays. Catches a file given as a directory, a read-only file
+    system, missing permissions and a full disk before any work."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise PrunebenchError(f"{what} {d} is a file, not a directory; give a directory path")
+    existing = d
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PrunebenchError(f"{what} {d}: {existing} is a file, not a directory; give another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".prunebench-probe.", suffix=".tmp", dir=existing)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        raise os_error(e, d) from None
 
 
 def remove_stale_temps(root: str | Path) -> int:
@@ -48,6 +104,24 @@ def remove_stale_temps(root: str | Path) -> int:
             tmp.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def identity(*files: str | Path) -> str:
+    """What a measured artifact is keyed by: the files' resolved paths and contents (16 hex digits). Two variants with
+    the same file name in different folders, or the same path rewritten with other weights, get different keys."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{Path(f).resolve()}\0{file_digest(f)}\0".encode())
+    return h.hexdigest()[:16]
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -71,9 +145,13 @@ def read_json(path: str | Path) -> Any:
         with open(path) as f:
             return json.load(f)
     except FileNotFoundError:
-        raise PrunebenchError(f"file not found: {path}") from None
-    except json.JSONDecodeError as e:
+        raise PrunebenchError(f"file not found: {path}; check the path") from None
+    except IsADirectoryError:
+        raise PrunebenchError(f"{path} is a directory, not a JSON file; give the file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PrunebenchError(f"{path} is not valid JSON ({e}); delete it and rerun the stage that wrote it") from None
+    except OSError as e:
+        raise os_error(e, path, "read") from None
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
@@ -83,21 +161,43 @@ def save_state(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing code; a corrupt or pickled-module file is a one-line error."""
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint without executing code (``torch.load(weights_only=True)``).
+
+    A missing, unreadable, corrupt or truncated file, or one that holds pickled Python objects (a whole model rather than
+    its ``state_dict``), is a one-line :class:`PrunebenchError` that says what the file is and how to make a loadable one;
+    the unsafe way out (``weights_only=False``) is never suggested. What the file holds is checked by the caller
+    (``prunebench.core.checkpoint``)."""
+    import pickle
+
     import torch
 
     path = Path(path)
     if not path.exists():
-        raise PrunebenchError(f"checkpoint not found: {path}")
+        raise PrunebenchError(f"checkpoint not found: {path}; check the path")
+    if path.is_dir():
+        raise PrunebenchError(f"{path} is a directory, not a checkpoint file; give a .pt file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PrunebenchError(
-            f"cannot load checkpoint {path}: {first[:200]} (it must be a plain state_dict saved by prunebench or "
-            "torch.save(model.state_dict()); re-create it)"
-        ) from None
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found:
+            what = f"a pickled {found.group(1)}"
+            raise PrunebenchError(
+                f"{path} holds {what}, not just tensors, and prunebench loads checkpoints without running code; save "
+                "the weights alone (torch.save(model.state_dict(), PATH)) and pass that file") from None
+        raise _not_a_checkpoint(path) from None
+    except OSError as e:
+        raise os_error(e, path, "read") from None
+    except Exception:  # noqa: BLE001 - torch raises RuntimeError, EOFError, ... for corrupt or truncated files
+        raise _not_a_checkpoint(path) from None
+
+
+def _not_a_checkpoint(path: Path) -> PrunebenchError:
+    size = path.stat().st_size
+    state = "empty" if size == 0 else f"{size} bytes, corrupt, truncated or in another format"
+    return PrunebenchError(f"{path} is not a torch checkpoint ({state}); re-create it with "
+                           "torch.save(model.state_dict(), PATH) or rerun the stage that wrote it")
 
 
 def _json_default(o: Any) -> Any:

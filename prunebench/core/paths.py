@@ -3,7 +3,8 @@
 Layout of ``prunebench run --out DIR``::
 
     config.json                        the plan as last run
-    .lock                              held while a run works on DIR
+    .lock                              held while a run works on DIR (an OS file lock)
+    .lock.json                         who holds it: pid, host, start time, command
     seed<S>/baseline/                  init.pt, model.pt, arch.json, train.json; model.onnx, measure.json
     seed<S>/<label>/sparse/            a method's own training phase (slimming, SSS, SFP): model.pt, arch.json, train.json
     seed<S>/<label>/pruned/            model.pt, arch.json, prune.json, kept.json (mask.pt for masks)
@@ -24,6 +25,7 @@ from pathlib import Path
 # run level
 CONFIG = "config.json"
 LOCK = ".lock"
+LOCK_HOLDER = ".lock.json"
 RESULTS = "results.json"
 REPORT = "report.md"
 PARETO = "pareto.png"

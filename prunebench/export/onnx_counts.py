@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from prunebench.metrics.alignment import DEFAULT_MULTIPLE, summary
-from prunebench.core.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError, one_line
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,17 @@ class OnnxLayer:
     feeds_output: bool  # produces (possibly through Add/Reshape/Flatten) a graph output: the classifier
 
 
-def _load_static(path: str | Path) -> onnx.ModelProto:
+def read_model(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
+    """``onnx.load`` with a one-line error for a file that is not an ONNX model (protobuf or I/O errors)."""
     try:
-        model = onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as e:  # noqa: BLE001 - protobuf/IO errors
-        raise PrunebenchError(f"cannot read ONNX file {path}: {str(e).splitlines()[0][:160]}") from None
+        raise PrunebenchError(f"cannot read ONNX file {path}: {one_line(str(e))}; give a model exported to ONNX "
+                              "(e.g. a run's model.onnx)") from None
+
+
+def _load_static(path: str | Path) -> onnx.ModelProto:
+    model = read_model(path)
     inits = {t.name for t in model.graph.initializer}
     for inp in model.graph.input:
         if inp.name in inits:
@@ -49,11 +55,11 @@ def _load_static(path: str | Path) -> onnx.ModelProto:
 
 def input_shape(path: str | Path) -> tuple[int, ...]:
     """(C, H, W) of the first graph input (the batch dimension dropped); an error if any of them is dynamic."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_model(path, load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     inp = next((i for i in model.graph.input if i.name not in inits), None)
-    if inp is None:
-        raise PrunebenchError(f"{path} has no graph input")
+    if inp is None or not model.graph.node:
+        raise PrunebenchError(f"{path} holds no ONNX graph (no input or no operators); give a model exported to ONNX")
     dims = inp.type.tensor_type.shape.dim[1:]
     if not dims or any(not d.HasField("dim_value") for d in dims):
         raise PrunebenchError(f"{path}: input {inp.name!r} has dynamic non-batch dimensions; export with a fixed C×H×W")

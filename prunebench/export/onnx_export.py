@@ -25,7 +25,7 @@ import onnx
 import torch
 import torch.nn as nn
 
-from prunebench.core.errors import PrunebenchError
+from prunebench.core.errors import PrunebenchError, one_line
 from prunebench.core.io import atomic_write
 from prunebench.export.session import cpu_session
 
@@ -73,7 +73,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
     try:
         atomic_write(path, _write)
     except Exception as e:  # noqa: BLE001 - exporter errors vary widely
-        raise PrunebenchError(f"ONNX export of {path.name} failed: {str(e).splitlines()[0][:200]}") from e
+        raise PrunebenchError(f"ONNX export of {path.name} failed: {one_line(str(e))}") from e
     opset = next((o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")), 0)
     return "torch.onnx.export(dynamo=True)", int(opset), time.perf_counter() - t0
 

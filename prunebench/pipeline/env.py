@@ -52,7 +52,8 @@ class RunEnv:
     def data_info(self) -> dict[str, Any]:
         d = self.data
         return {"name": d.name, "train": len(d.train), "test": len(d.test), "num_classes": d.num_classes,
-                "input_shape": list(d.input_shape)}
+                "input_shape": list(d.input_shape), "skipped_images": len(d.skipped),
+                "skipped_examples": d.skipped[:10]}
 
     def entry(self, seed: int, label: str) -> Entry:
         spec = next(p for p in self.cfg.prune if p.label == label)

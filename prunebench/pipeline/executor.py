@@ -19,11 +19,14 @@ from typing import Any, Callable
 
 from prunebench.config import ExperimentConfig, from_dict, plan_dict
 from prunebench.core import paths
-from prunebench.core.errors import PrunebenchError
+from prunebench.core.errors import DivergedError, PrunebenchError
 from prunebench.core.io import write_json
 from prunebench.core.stage import DONE, Graph, Stage, stamp, states
 
 PROGRESS_ENV = "PRUNEBENCH_NO_PROGRESS"   # set in workers: no per-step progress bars from several processes at once
+
+
+MODEL_KINDS = ("baseline", "sparse", "prune", "train")   # stages that save a model.pt
 
 
 def run_stage(graph: Graph, env: Any, stage: Stage) -> None:
@@ -33,8 +36,26 @@ def run_stage(graph: Graph, env: Any, stage: Stage) -> None:
 
     record = KINDS[stage.kind](stage, env, graph.digest(stage.key))
     if dist.is_main():
+        if stage.kind in MODEL_KINDS:
+            check_finite(stage.key, env.out / stage.directory / paths.MODEL)
         write_json(stage.record_path(env.out), record | {"stage": stamp(graph, stage)})
         (env.out / stage.directory / paths.LAST).unlink(missing_ok=True)
+
+
+def check_finite(key: str, model_file: Path) -> None:
+    """Raise :class:`DivergedError` naming stage ``key`` if the model it saved holds a NaN or inf in any weight or
+    BatchNorm statistic (training can explode without a NaN loss, e.g. inf running variances)."""
+    import torch
+
+    from prunebench.core.io import load_state
+
+    state = load_state(model_file)
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DivergedError(
+            f"{key} produced non-finite weights or BatchNorm statistics ({len(bad)} tensor(s), e.g. "
+            f"{', '.join(bad[:3])}); its record was not written: lower that stage's learning rate (e.g. --baseline-lr / "
+            "--finetune-lr) and rerun")
 
 
 def run_stage_in_worker(plan: dict[str, Any], out: str, key: str, threads: int | None,

@@ -23,6 +23,7 @@ from typing import Any
 
 from prunebench.config import ExperimentConfig, PruneSpec
 from prunebench.core import paths
+from prunebench.core.io import file_digest
 from prunebench.core.params import to_mapping
 from prunebench.core.stage import Graph, Stage, canonical
 from prunebench.pruning import get_method
@@ -37,14 +38,6 @@ def _rel(out: Path, d: Path) -> str:
 
 def data_params(cfg: ExperimentConfig) -> dict[str, Any]:
     return {"data": cfg.data, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset}
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def spec_params(spec: PruneSpec) -> dict[str, Any]:

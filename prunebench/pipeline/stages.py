@@ -17,6 +17,7 @@ import torch
 from prunebench.core import distributed as dist
 from prunebench.core import paths
 from prunebench.core.errors import PrunebenchError
+from prunebench.core.checkpoint import load_into
 from prunebench.core.hooks import TrainHooks
 from prunebench.core.io import load_state, read_json, save_state
 from prunebench.core.stage import Stage
@@ -66,11 +67,7 @@ def run_baseline(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
     if not c.baseline_checkpoint:
         env.log(f"[seed {seed}] baseline: training {c.model} for {c.baseline.epochs} epochs")
         return train_and_save(env, stage, digest, arch, model, c.baseline, "baseline")
-    state = load_state(c.baseline_checkpoint)
-    try:
-        model.load_state_dict(state.get("model", state))
-    except RuntimeError as e:
-        raise PrunebenchError(f"{c.baseline_checkpoint} does not fit {c.model}: {str(e).splitlines()[0]}") from None
+    load_into(model, load_state(c.baseline_checkpoint), c.baseline_checkpoint, c.model)
     top1, _ = evaluate(model.to(env.device), env.data, env.data.test, env.device)
     if dist.is_main():
         save_pruned(d, arch, model)
@@ -88,7 +85,7 @@ def run_sparse(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
     spec = env.entry(seed, _label(env, stage)).spec
     base_dir = paths.baseline_dir(env.out, seed)
     arch, model = load_pruned(base_dir, with_weights=False)
-    model.load_state_dict(load_state(base_dir / paths.INIT))
+    load_into(model, load_state(base_dir / paths.INIT), base_dir / paths.INIT, arch.model)
     hooks = sparsity_hooks(model, arch.model, spec.method, **_plan_of(spec))
     env.log(f"[seed {seed}] {spec.label}: sparsity training for {env.cfg.baseline.epochs} epochs")
     return train_and_save(env, stage, digest, arch, model, env.cfg.baseline, f"{spec.label} sparse", hooks)

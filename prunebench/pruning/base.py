@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from prunebench.core import paths
+from prunebench.core.checkpoint import load_into
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.io import load_state, read_json, save_state, write_json
 from prunebench.models import build_model, get_model_spec, reinitialize
@@ -51,6 +52,8 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Architecture":
+        if not isinstance(d, Mapping):
+            raise PrunebenchError(f"architecture file holds a JSON {type(d).__name__}, not an object; re-create it")
         d = dict(d)
         if d.pop("schema", ARCH_SCHEMA) != ARCH_SCHEMA:
             raise PrunebenchError("architecture file has an unknown schema; re-create it with this prunebench version")
@@ -58,6 +61,14 @@ class Architecture:
         unknown = set(d) - names
         if unknown:
             raise PrunebenchError(f"architecture file has unknown keys {sorted(unknown)}; re-create it")
+        missing = [k for k in ("model", "num_classes", "widths") if k not in d]
+        widths = d.get("widths")
+        if (missing or not isinstance(d["model"], str) or type(d["num_classes"]) is not int or d["num_classes"] < 1
+                or not isinstance(widths, dict)
+                or any(type(w) is not int or w < 1 for w in widths.values())):
+            raise PrunebenchError("architecture file is malformed (it needs model: text, num_classes: integer ≥ 1, "
+                                  "widths: {layer: integer ≥ 1}" + (f"; missing {', '.join(missing)}" if missing else "")
+                                  + "); re-create it")
         return cls(**d)
 
 
@@ -210,18 +221,17 @@ def verify_forward(model: nn.Module, example: torch.Tensor, num_outputs: int | N
     return out
 
 
-def build_architecture(arch: Architecture, weights: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
-    """Rebuild ``arch``: dense model → slimmed by torch-pruning → weights loaded (or the model's own fresh init)."""
+def build_architecture(arch: Architecture, weights: Mapping[str, torch.Tensor] | None = None,
+                       source: str | Path = "these weights") -> nn.Module:
+    """Rebuild ``arch``: dense model → slimmed by torch-pruning → weights loaded (or the model's own fresh init);
+    weights that do not fit are a one-line error naming ``source`` and the keys/shapes that differ."""
     model = build_model(arch.model, arch.num_classes)
     remove_blocks(model, arch.removed_blocks)  # depth pruning first: the widths name layers of what remains
     slim_to_widths(model, example_inputs(arch.model), arch.widths)
     if weights is None:
         reinitialize(model)
     else:
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as e:
-            raise PrunebenchError(f"weights do not fit architecture {arch.model}: {str(e).splitlines()[0][:160]}") from None
+        load_into(model, weights, source, f"the architecture of its arch.json ({arch.model}, {arch.num_classes} classes)")
     return model
 
 
@@ -232,14 +242,21 @@ def save_pruned(directory: str | Path, arch: Architecture, model: nn.Module) -> 
 
 
 def load_arch(path: str | Path) -> Architecture:
-    return Architecture.from_dict(read_json(path))
+    """``arch.json``; a missing, corrupt or malformed file is a one-line error naming it."""
+    if not Path(path).is_file():
+        raise PrunebenchError(f"{path} not found: a prunebench model directory holds arch.json and model.pt")
+    try:
+        return Architecture.from_dict(read_json(path))
+    except PrunebenchError as e:
+        text = str(e)
+        raise PrunebenchError(text if str(path) in text else text.replace("architecture file", f"{path}")) from None
 
 
 def load_pruned(directory: str | Path, with_weights: bool = True) -> tuple[Architecture, nn.Module]:
     directory = Path(directory)
     arch = load_arch(directory / paths.ARCH)
     weights = load_state(directory / paths.MODEL) if with_weights else None
-    return arch, build_architecture(arch, weights)
+    return arch, build_architecture(arch, weights, directory / paths.MODEL)
 
 
 def layer_order(model: nn.Module, names: Sequence[str]) -> list[str]:

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from prunebench.core import paths
 from prunebench.core.errors import PrunebenchError
+from prunebench.core.checkpoint import load_into
 from prunebench.core.io import load_state, read_json, write_json
 from prunebench.models import build_model
 from prunebench.pruning.base import (
@@ -67,7 +68,7 @@ def original_init(base_dir: Path, pruned_dir: Path) -> tuple[Architecture, nn.Mo
     """The pruned architecture carrying the large model's *initial* weights for every surviving channel/weight."""
     arch = load_arch(pruned_dir / paths.ARCH)
     model = build_model(arch.model, arch.num_classes)
-    model.load_state_dict(load_state(base_dir / paths.INIT))
+    load_into(model, load_state(base_dir / paths.INIT), base_dir / paths.INIT, arch.model)
     remove_blocks(model, arch.removed_blocks)
     record = read_json(pruned_dir / paths.KEPT) if (pruned_dir / paths.KEPT).exists() else {"kept": {}, "unknown": []}
     replay_kept(model, arch, record["kept"])

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from prunebench.core import paths
+from prunebench.core.checkpoint import state_dict_of
 from prunebench.core.io import load_state, save_state
 
 MASK_FILE = paths.MASK
@@ -38,8 +39,8 @@ def load_masks(directory: str | Path) -> dict[str, torch.Tensor]:
     """The saved masks; a directory without ``mask.pt`` falls back to the zeros of its ``model.pt``."""
     directory = Path(directory)
     if (directory / MASK_FILE).exists():
-        return {k: v.bool() for k, v in load_state(directory / MASK_FILE).items()}
-    state = load_state(directory / paths.MODEL)
+        return {k: v.bool() for k, v in state_dict_of(load_state(directory / MASK_FILE), directory / MASK_FILE).items()}
+    state = state_dict_of(load_state(directory / paths.MODEL), directory / paths.MODEL)
     return {k: v != 0 for k, v in state.items() if k.endswith(".weight") and v.dim() > 1 and not bool((v != 0).all())}
 
 

@@ -28,7 +28,9 @@ def render_markdown(results: dict[str, Any], sections: Sequence[Section] = ()) -
         f"# prunebench report: {cfg['model']} on {cfg['data']}",
         "",
         f"Seeds {list(cfg['seeds'])}; {results['data']['train']} training and {results['data']['test']} test images "
-        f"({results['data']['num_classes']} classes); "
+        f"({results['data']['num_classes']} classes"
+        + (f"; {results['data']['skipped_images']} unreadable image(s) skipped"
+           if results['data'].get('skipped_images') else "") + "); "
         f"baseline {cfg['baseline']['epochs']} epochs, fine-tune {cfg['finetune']['epochs']} epochs at lr {cfg['finetune']['lr']}.",
         f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', GPU ' + env['gpu'] if env.get('gpu') else ''}; "
         f"torch {env['versions'].get('torch')}, torch-pruning {env['versions'].get('torch-pruning')}, "
