@@ -143,23 +143,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def prune_input_shape(spec: Any, input_size: int | None) -> tuple[int, int, int] | None:
+    """``--input-size N`` as C×N×N (C from the model's spec); None: the model's default."""
+    if input_size is None:
+        return None
+    if input_size < 1:
+        raise PrunebenchError(f"--input-size must be a positive number of pixels, got {input_size}")
+    return (spec.input_shape[0], input_size, input_size)
+
+
+def explain(model: Any, model_name: str, as_json: bool) -> int:
+    """``prunebench prune --explain``: the coupled groups, their widths and why any is protected."""
+    from tabulate import tabulate
+
+    from prunebench.models import get_model_spec, ignored_of
+    from prunebench.pruning.base import example_for
+    from prunebench.pruning.groups import discover
+
+    spec = get_model_spec(model_name)
+    groups = discover(model, example_for(model, model_name), ignored_of(model),
+                      allowed=None if spec.prunable is None else spec.prunable(model), rule=spec.prune_rule)
+    if as_json:
+        print(json.dumps([dataclasses.asdict(g) for g in groups], indent=2))
+        return 0
+    rows = []
+    for g in groups:
+        coupled = ", ".join(g.coupled[:3]) + (f" (+{len(g.coupled) - 3})" if len(g.coupled) > 3 else "")
+        rows.append([g.root, g.width, g.channel_groups if g.channel_groups > 1 else "", g.kind, coupled or "—",
+                     "prunable" if g.protected is None else f"protected: {g.protected}"])
+    free = sum(g.protected is None for g in groups)
+    print(f"{model_name}: {len(groups)} coupled groups, {free} prunable (rule: {spec.prune_rule})\n"
+          + tabulate(rows, headers=["root layer", "width", "conv groups", "kind", "coupled outputs", "status"],
+                     tablefmt="simple", maxcolwidths=[None, None, None, None, 40, 70]))
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     import torch
 
-    from prunebench.core.checkpoint import load_into
-    from prunebench.core.io import ensure_writable, load_state
+    from prunebench.core.io import ensure_writable
     from prunebench.data import calibration_batches, load_data
     from prunebench.metrics import flops
-    from prunebench.models import build_model, get_model_spec
+    from prunebench.models import build_model, get_model_spec, input_shape_of
+    from prunebench.models.weights import load_weights, torchvision_num_classes
     from prunebench.pruning import get_method, prune_model
-    from prunebench.pruning.base import load_pruned, save_pruned
+    from prunebench.pruning.base import load_pruned, prunable_layers, save_pruned
 
     spec = get_model_spec(args.model)
     method = get_method(args.method)
     options = method.parse_options(parse_option_pairs(args.option))   # before any work
     problems = [f"{flag} must be ≥ 1, got {value}" for flag, value in (
         ("--num-classes", args.num_classes), ("--calibration-samples", args.calibration_samples),
-        ("--round-to", 1 if args.round_to is None else args.round_to)) if value < 1]
+        ("--round-to", args.round_to)) if value is not None and value < 1]
     if args.ratio is not None and not 0 <= args.ratio < 1:
         problems.append(f"--ratio must be in [0, 1), got {args.ratio}")
     if args.preset is not None:
@@ -167,33 +202,45 @@ def cmd_prune(args: argparse.Namespace) -> int:
             method.preset(args.model, args.preset)
         except PrunebenchError as e:
             problems.append(str(e))
+    if not args.explain and args.preset is None and args.ratio is None:
+        problems.append("say how much to prune: --preset P or --ratio R (or --explain to list the groups)")
     if problems:
         raise PrunebenchError("; ".join(problems))
     if args.out:
         ensure_writable(args.out, "--out")
-    if args.checkpoint and Path(args.checkpoint).is_dir():
-        arch, model = load_pruned(args.checkpoint)
+    shape = prune_input_shape(spec, args.input_size)
+    weights = args.weights
+    if weights and Path(weights).is_dir():
+        arch, model = load_pruned(weights)
         if arch.model != args.model:
-            raise PrunebenchError(f"{args.checkpoint} holds {arch.model}, not {args.model}; pass --model {arch.model}")
+            raise PrunebenchError(f"{weights} holds {arch.model}, not {args.model}; pass --model {arch.model}")
+        if shape is not None and tuple(arch.input_shape or ()) != shape:
+            raise PrunebenchError(f"{weights} was built for input {arch.input_shape}; drop --input-size")
+        num_classes = arch.num_classes
     else:
+        num_classes = args.num_classes or (torchvision_num_classes(spec.weights_enum, weights) if weights else None) or 10
         torch.manual_seed(args.seed)
-        model = build_model(args.model, args.num_classes)
-        if args.checkpoint:
-            load_into(model, load_state(args.checkpoint), args.checkpoint, f"{args.model} ({args.num_classes} classes)",
-                      classes_fix=lambda n: f"the file's classifier has {n} outputs: pass --num-classes {n}")
+        model = build_model(args.model, num_classes, input_shape=shape, ignore=args.ignore or ())
+        if weights:
+            load_weights(model, weights, args.model, spec.weights_enum,
+                         classes_fix=lambda n: f"the file's classifier has {n} outputs: pass --num-classes {n}")
+    if args.explain:
+        return explain(model, args.model, args.json)
+    prunable_layers(model, args.model)   # traces a rule-less model now: an untraceable one is one line, before any work
+    shape = input_shape_of(model, args.model)
     calibration = None
     if method.needs_data:
         if not args.data:
             raise PrunebenchError(f"{args.method} needs data: pass --data (imagefolder:PATH, cifar10 or synthetic)")
         data = load_data(args.data, args.data_root, train_subset=args.calibration_samples)
         calibration = calibration_batches(data, batches=max(1, args.calibration_samples // 64))
-    before = flops.count(model, spec.input_shape)
-    nz_before = None if method.structured else flops.count_nonzero(model, spec.input_shape)
+    before = flops.count(model, shape)
+    nz_before = None if method.structured else flops.count_nonzero(model, shape)
     t0 = time.perf_counter()
-    pruned, arch = prune_model(model, args.model, args.num_classes, args.method, preset=args.preset, ratio=args.ratio,
+    pruned, arch = prune_model(model, args.model, num_classes, args.method, preset=args.preset, ratio=args.ratio,
                                round_to=args.round_to, calibration=calibration, seed=args.seed, options=options)
     seconds = time.perf_counter() - t0
-    after = flops.count(pruned, spec.input_shape)
+    after = flops.count(pruned, shape)
     if args.out:
         save_pruned(args.out, arch, pruned)
         if not method.structured:  # unstructured: the mask travels as mask.pt (weights_only-loadable)
@@ -205,13 +252,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "params": {"before": before.params, "after": after.params,
                    "reduction": round(1 - after.params / before.params, 4)},
         "macs": {"before": before.macs, "after": after.macs, "reduction": round(1 - after.macs / before.macs, 4)},
-        "counting_rule": "conv+linear MACs, one image",
+        "counting_rule": "conv+linear MACs, one image", "input_shape": list(shape),
         "widths": arch.widths, "out": args.out,
     }
     if arch.notes or arch.removed_blocks:
         result.update({"removed_blocks": arch.removed_blocks, "notes": arch.notes})
     if not method.structured:  # masks only: shapes and the dense counts above do not change; what survives does
-        nz = flops.count_nonzero(pruned, spec.input_shape)
+        nz = flops.count_nonzero(pruned, shape)
         result["nonzero"] = {
             "params": {"before": nz_before.params, "after": nz.params, "reduction": round(1 - nz.params / nz_before.params, 4)},
             "macs": {"before": nz_before.macs, "after": nz.macs, "reduction": round(1 - nz.macs / nz_before.macs, 4)},
@@ -257,7 +304,8 @@ def cmd_list(args: argparse.Namespace) -> int:
               + (tabulate(presets, headers=["model", "preset", "paper name"], tablefmt="simple") if presets else "none"))
         return 0
     rows = [[n, MODELS.get(n).family, MODELS.get(n).description] for n in MODELS]
-    print("Models\n" + tabulate(rows, headers=["name", "family", "description"], tablefmt="simple") + "\n")
+    print("Models (also: torchvision:NAME, timm:NAME, path/to/file.py:factory, package.module:factory)\n"
+          + tabulate(rows, headers=["name", "family", "description"], tablefmt="simple") + "\n")
     rows = [[n, METHODS.get(n).summary] for n in METHODS]
     print("Methods (prunebench list --method NAME: options and presets)\n"
           + tabulate(rows, headers=["name", "summary"], tablefmt="simple", maxcolwidths=[None, 90]) + "\n")
@@ -292,8 +340,11 @@ RUN_EXAMPLES = """examples:
 
 PRUNE_EXAMPLES = """examples:
   prunebench prune --model resnet56 --method l1-norm --preset B --json
-  prunebench prune --model vgg16 --ratio 0.5 --round-to 8 --checkpoint dense.pt --out pruned/
-  prunebench prune --model resnet56 --method network-slimming --ratio 0.4 --option budget=macs"""
+  prunebench prune --model vgg16 --ratio 0.5 --round-to 8 --weights dense.pt --out pruned/
+  prunebench prune --model resnet56 --method network-slimming --ratio 0.4 --option budget=macs
+  prunebench prune --model torchvision:mobilenet_v2 --explain                  the groups and what is protected
+  prunebench prune --model torchvision:resnet50 --weights r50.pth --num-classes 1000 --ratio 0.5 --round-to 8
+  prunebench prune --model mynet.py:build --input-size 32 --ratio 0.5 --ignore head.conv --out pruned/"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,9 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prune", help="prune a model without training; print sizes and widths",
                         description="Prune a dense (or already pruned) model once and report MACs, params and widths.",
                         epilog=PRUNE_EXAMPLES, formatter_class=Formatter)
-    pr.add_argument("--model", required=True, help="registered model (see `prunebench list`; required)")
+    pr.add_argument("--model", required=True,
+                    help="registered model (see `prunebench list`), torchvision:NAME, timm:NAME, path/to/file.py:factory "
+                         "or package.module:factory (imports and runs that code; the factory is called with "
+                         "num_classes=N); required")
     pr.add_argument("--method", default="l1-norm", help="pruning method (see `prunebench list`; default: l1-norm)")
-    amount = pr.add_mutually_exclusive_group(required=True)
+    amount = pr.add_mutually_exclusive_group()
     amount.add_argument("--preset", help="a paper preset of the method for the model (see `prunebench list`); no "
                                          "default: give --preset or --ratio")
     amount.add_argument("--ratio", type=float, help="how much to prune, in [0, 1); its meaning per method: "
@@ -363,9 +417,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="round kept widths up to a multiple of N channels; 8/16 suit fast kernels (default: none)")
     pr.add_argument("--option", action="append", metavar="KEY=VALUE",
                     help="a method option, repeatable (see `prunebench list --method NAME`; default: none)")
-    pr.add_argument("--checkpoint", help="trained dense state_dict (.pt), or a prunebench model directory "
-                                         "(default: a freshly initialised model)")
-    pr.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default: 10)")
+    pr.add_argument("--weights", "--checkpoint", dest="weights",
+                    help="trained dense weights: a state_dict file (.pt/.pth, or .safetensors; {'state_dict': …} / "
+                         "{'model': …} wrappers and DataParallel 'module.' prefixes are handled; loaded weights-only, "
+                         "never as code), a torchvision weights name such as IMAGENET1K_V1 (needs the network or "
+                         "torch's cache), or a prunebench model directory (default: a freshly initialised model)")
+    pr.add_argument("--num-classes", type=int, help="classifier outputs (default: the torchvision weights' classes, "
+                                                    "else 10)")
+    pr.add_argument("--input-size", type=int, metavar="PIXELS",
+                    help="input height = width the model is traced and counted at (default: the model's own: 32 for "
+                         "CIFAR models, 224 for ImageNet-style, torchvision, timm and factory models)")
+    pr.add_argument("--ignore", action="append", metavar="LAYER",
+                    help="a layer (with everything inside it) never to prune, repeatable; recorded in arch.json "
+                         "(default: none)")
+    pr.add_argument("--explain", action="store_true",
+                    help="list the coupled groups (root layer, width, coupled layers, conv groups) and why any layer "
+                         "is protected; prune nothing (default: off)")
     pr.add_argument("--data", help="dataset for data-driven methods: imagefolder:PATH, cifar10 or synthetic "
                                    "(default: none)")
     pr.add_argument("--data-root", help="where torchvision datasets live (default: the cache)")

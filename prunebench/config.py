@@ -196,7 +196,8 @@ class BenchConfig:
 class ExperimentConfig:
     """The whole plan."""
 
-    model: str = param("resnet56", "registered model (see `prunebench list`)")
+    model: str = param("resnet56", "registered model (see `prunebench list`), torchvision:NAME, timm:NAME, "
+                                   "path/to/file.py:factory or package.module:factory (runs that code)")
     data: str = param("cifar10", "dataset: cifar10, cifar100, imagefolder:PATH (a folder or .tar.gz) or "
                                  "synthetic[:TRAIN,TEST]")
     data_root: str | None = param(None, "where torchvision datasets live or are downloaded to (default: the cache)")
@@ -206,7 +207,10 @@ class ExperimentConfig:
     device: str = param("auto", "training device: auto, cpu, cuda or cuda:N")
     regimes: tuple[str, ...] = param(("finetune", "scratch-e", "scratch-b"), "how each pruned model is trained "
                                      "(see `prunebench list`)")
-    baseline_checkpoint: str | None = param(None, "a trained dense state_dict (.pt): skip baseline training")
+    baseline_checkpoint: str | None = param(None, "trained dense weights: skip baseline training. A state_dict file "
+                                                  "(.pt/.pth/.safetensors; wrappers and DataParallel prefixes handled, "
+                                                  "weights-only) or a torchvision weights name (IMAGENET1K_V1) — what "
+                                                  "`prunebench prune --weights` takes")
     baseline: TrainConfig = param(help="[baseline] recipe", default_factory=TrainConfig)
     finetune: FinetuneConfig = param(help="[finetune] recipe", default_factory=FinetuneConfig)
     scratch: ScratchConfig = param(help="[scratch] settings", default_factory=ScratchConfig)

@@ -1,7 +1,8 @@
 """Contracts every registered method and model keep, parametrized over the registries (as timm tests every registered
 model): a method registered tomorrow is covered the moment it is registered.
 
-For every method × the smallest model of each CIFAR-sized family: prune at a ratio → the widths are the ones recorded,
+For every method × the smallest model of each CIFAR-sized family (and torchvision:mobilenet_v3_small at 32×32, a model
+without a hand-written rule: depthwise convs, squeeze-excitation, hardswish): prune at a ratio → the widths are the ones recorded,
 MACs fall, arch.json round-trips to the same network and the same seed prunes the same way; or the method refuses the
 model with one line (a PrunebenchError). The ONNX export (parity with PyTorch, slim tensors) is checked for every method
 on ResNet-20 and for one method on every family (exporting is the slow part; whether a file exports depends on the
@@ -37,6 +38,14 @@ FAST_OPTIONS = {"fisher": {"events": 2}, "greedy-forward": {"candidates": 2, "ft
 EVERYTHING = os.environ.get("PRUNEBENCH_CONTRACTS_ALL") == "1"
 
 
+# Models that are not registered, checked against every method too (small inputs: they default to 224×224)
+EXTERNAL = {"torchvision:mobilenet_v3_small": (3, 32, 32)}
+
+
+def _shape(name: str) -> tuple[int, int, int]:
+    return EXTERNAL.get(name) or get_model_spec(name).input_shape
+
+
 @lru_cache(maxsize=None)
 def _params(name: str) -> int:
     return sum(p.numel() for p in build_model(name, 10).parameters())
@@ -49,17 +58,17 @@ def family_models() -> list[str]:
         spec = get_model_spec(name)
         if EVERYTHING or spec.input_shape[-1] <= 64:
             by_family.setdefault(spec.family, []).append(name)
-    return sorted(min(names, key=_params) for names in by_family.values())
+    return sorted(min(names, key=_params) for names in by_family.values()) + sorted(EXTERNAL)
 
 
 @lru_cache(maxsize=None)
 def _dense(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(name, 10)
+    return build_model(name, 10, input_shape=_shape(name))
 
 
 def _calibration(name: str):
-    shape = get_model_spec(name).input_shape
+    shape = _shape(name)
     data = synthetic(n_train=32, n_test=16, size=shape[-1])
     return calibration_batches(data, batches=2, batch_size=16)
 
@@ -84,7 +93,7 @@ def check_method_contract(method: str, model_name: str, tmp_path, onnx: bool | N
     except PrunebenchError as e:   # refusing a model is allowed, in one line that says why
         assert "\n" not in str(e) and len(str(e)) > 20
         return
-    shape = get_model_spec(model_name).input_shape
+    shape = _shape(model_name)
     modules = dict(pruned.named_modules())
     # the recorded widths are the model's
     for layer, width in arch.widths.items():

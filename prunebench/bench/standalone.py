@@ -113,14 +113,14 @@ def _onnx_target(path: Path, ident: str) -> Target:
 def _model_target(d: Path, ident: str, tmp: Path, log) -> Target:
     from prunebench.metrics import flops
     from prunebench.export.onnx_export import export_and_verify
-    from prunebench.models import get_model_spec
+    from prunebench.models import input_shape_of
     from prunebench.pruning.base import load_pruned
 
     from prunebench.core.io import identity
 
     arch, model = load_pruned(d)
     model.eval()
-    shape = tuple(get_model_spec(arch.model).input_shape)
+    shape = tuple(input_shape_of(model, arch.model))   # what arch.json records (or the model's default)
     onnx_path = d / run_paths.ONNX
     if not onnx_path.is_file():   # keyed by the directory's identity (path + weights), never by its name
         onnx_path = tmp / f"{identity(d / run_paths.ARCH, d / run_paths.MODEL)}.onnx"

@@ -1,10 +1,12 @@
 """A loaded checkpoint fitted to a model, with an explanation when it does not fit.
 
 ``torch.load`` gives whatever the file holds; :func:`state_dict_of` accepts the common shapes of a weights file — a plain
-``state_dict``, one wrapped as ``{"state_dict": …}`` (the official rethinking-network-pruning code, most trainers) or
-``{"model": …}``, with DataParallel/DDP ``module.`` (or ``torch.compile``'s ``_orig_mod.``) prefixes — and rejects anything
+``state_dict``, one wrapped (nested too) as ``{"state_dict": …}`` (the official rethinking-network-pruning code, most
+trainers), ``{"model_state_dict": …}`` or ``{"model": …}``, with DataParallel/DDP ``module.`` (or ``torch.compile``'s ``_orig_mod.``) prefixes — and rejects anything
 else in one line. :func:`load_into` then says which keys are missing or unexpected and which shapes differ (first few),
-and the likely fix, instead of torch's cut-off ``Error(s) in loading state_dict``.
+and the likely fix, instead of torch's cut-off ``Error(s) in loading state_dict``. Loading is strict except that a file
+without BatchNorm's ``num_batches_tracked`` counters (older checkpoints) still loads. This module is the one place that
+knows these shapes: ``prunebench.models.weights`` (files, safetensors, torchvision weights names) uses it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-WRAPPERS = ("state_dict", "model")     # keys a training script wraps the weights in
+WRAPPERS = ("state_dict", "model_state_dict", "model")   # keys a training script wraps the weights in
 PREFIXES = ("module.", "_orig_mod.")   # DataParallel / DistributedDataParallel, torch.compile
 SHOW = 3                               # how many keys / shapes a message names
 
@@ -27,7 +29,7 @@ def _fmt(keys: list[str]) -> str:
     return ", ".join(keys[:SHOW]) + (f" (+{len(keys) - SHOW} more)" if len(keys) > SHOW else "")
 
 
-def state_dict_of(obj: Any, source: str | Path) -> dict[str, "torch.Tensor"]:
+def state_dict_of(obj: Any, source: str | Path = "checkpoint") -> dict[str, "torch.Tensor"]:
     """The ``{name: tensor}`` mapping inside ``obj`` (see the module docstring); a one-line error for anything else."""
     import torch
 
@@ -72,12 +74,12 @@ def load_into(model: "nn.Module", obj: Any, source: str | Path, name: str,
     messages), strictly; ``classes_fix(n)`` phrases the fix when the file's classifier has ``n`` outputs."""
     state = state_dict_of(obj, source)
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if not (missing or unexpected or shapes):
         try:
-            model.load_state_dict(state)
+            model.load_state_dict(state, strict=False)   # strict by the checks above, num_batches_tracked aside
         except RuntimeError as e:   # e.g. a dtype that cannot be copied
             raise PrunebenchError(f"{source} does not load into {name}: {one_line(str(e))}") from None
         return model

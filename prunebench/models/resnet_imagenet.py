@@ -1,6 +1,6 @@
-"""ImageNet ResNet-34 / ResNet-50, exactly torchvision's layout (7×7 stem, max-pool, [3,4,6,3] stages, 64–512 wide).
+"""ImageNet ResNet-18 / ResNet-34 / ResNet-50 (He et al. 2016), exactly torchvision's layout (7×7 stem, max-pool, [3,4,6,3] stages, 64–512 wide).
 
-The classes subclass ``torchvision.models.ResNet`` with the same arguments ``torchvision.models.resnet34/50(weights=None)``
+The classes subclass ``torchvision.models.ResNet`` with the same arguments ``torchvision.models.resnet18/34/50(weights=None)``
 use, so state_dicts are interchangeable with torchvision's (a test pins that), and add what the registry needs:
 ``init_weights()`` (torchvision's init, re-applied for Scratch-E/B) and ``blocks()``.
 
@@ -17,6 +17,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from prunebench.models.registry import ModelSpec, register_model
 
 LAYOUTS: dict[str, tuple[type[nn.Module], list[int]]] = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet34": (BasicBlock, [3, 4, 6, 3]),
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
 }
@@ -66,9 +67,11 @@ def inner_convs(model: nn.Module) -> list[str]:
 def _register(arch: str, depth: int, kind: str) -> None:
     register_model(
         ModelSpec(arch, lambda nc, a=arch: ImageNetResNet(a, nc), (3, 224, 224), inner_convs, "resnet-imagenet",
-                  f"ImageNet ResNet-{depth} (torchvision layout, {kind})", prune_rule=INNER_RULE)
+                  f"ImageNet ResNet-{depth} (torchvision layout, {kind})", prune_rule=INNER_RULE,
+                  weights_enum=f"ResNet{depth}_Weights")
     )
 
 
+_register("resnet18", 18, "BasicBlock")
 _register("resnet34", 34, "BasicBlock")
 _register("resnet50", 50, "Bottleneck")

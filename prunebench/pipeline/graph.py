@@ -26,6 +26,7 @@ from prunebench.core import paths
 from prunebench.core.io import file_digest
 from prunebench.core.params import to_mapping
 from prunebench.core.stage import Graph, Stage, canonical
+from prunebench.models.weights import is_weights_name
 from prunebench.pruning import get_method
 from prunebench.regimes import REGIMES, Entry
 
@@ -109,8 +110,10 @@ def build_graph(cfg: ExperimentConfig, out: str | Path, estimates: bool = False)
     g = Graph()
     variants: list[dict[str, Any]] = []
     train_of: dict[str, str] = {}       # variant key -> the stage that trains it
-    checkpoint = ({"path": str(cfg.baseline_checkpoint), "sha256": file_digest(cfg.baseline_checkpoint)}
-                  if cfg.baseline_checkpoint else None)
+    checkpoint = None
+    if cfg.baseline_checkpoint:   # a file (its digest) or a torchvision weights name (the name is the identity)
+        checkpoint = ({"weights": cfg.baseline_checkpoint} if is_weights_name(cfg.baseline_checkpoint) else
+                      {"path": str(cfg.baseline_checkpoint), "sha256": file_digest(cfg.baseline_checkpoint)})
     planned = PlannedWidths(cfg)
     for seed in cfg.seeds:
         bdir = paths.baseline_dir(out, seed)

@@ -13,7 +13,8 @@ from pathlib import Path
 from prunebench.bench.catalog import RUNTIMES
 from prunebench.config import ExperimentConfig, raise_problems
 from prunebench.core.errors import PrunebenchError
-from prunebench.models import MODELS
+from prunebench.models import MODELS, get_model_spec, is_external
+from prunebench.models.weights import is_weights_name
 from prunebench.pruning import METHODS
 from prunebench.regimes import REGIMES
 
@@ -29,21 +30,23 @@ def _check(problems: list[str], fn, *args) -> object:
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Raise one :class:`PrunebenchError` listing every problem of ``cfg``; return it unchanged when there is none."""
     problems = cfg.problems()
-    _check(problems, MODELS.get, cfg.model)
+    _check(problems, get_model_spec, cfg.model)   # registered, torchvision:/timm:/factory (imports the factory)
     for r in cfg.regimes:
         _check(problems, REGIMES.get, r)
     bad = [r for r in cfg.bench.runtimes if r not in RUNTIMES]
     if bad:
         problems.append(f"unknown bench runtime {bad[0]!r}; choose from {', '.join(RUNTIMES)}")
-    if cfg.baseline_checkpoint and not Path(cfg.baseline_checkpoint).is_file():
-        problems.append(f"baseline_checkpoint {cfg.baseline_checkpoint} is not a file; give a trained state_dict (.pt)")
+    if cfg.baseline_checkpoint and not Path(cfg.baseline_checkpoint).is_file() and \
+            not is_weights_name(cfg.baseline_checkpoint):
+        problems.append(f"baseline_checkpoint {cfg.baseline_checkpoint} is not a file; give a trained state_dict "
+                        "(.pt/.pth/.safetensors) or a torchvision weights name such as IMAGENET1K_V1")
     labels: list[str] = []
     for i, spec in enumerate(cfg.prune):
         where = f"[[prune]] #{i + 1} ({spec.method})"
         method = _check(problems, METHODS.get, spec.method)
         if method is None:
             continue
-        if spec.preset is not None and cfg.model in MODELS:
+        if spec.preset is not None and (cfg.model in MODELS or is_external(cfg.model)):
             _check(problems, method.preset, cfg.model, spec.preset)
         _check(problems, method.parse_options, spec.options)
         if spec.match_of is not None:

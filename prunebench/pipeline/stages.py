@@ -26,7 +26,8 @@ from prunebench.export.accuracy import MAX_TOP1_GAP_POINTS, onnx_accuracy
 from prunebench.export.onnx_export import export_and_verify
 from prunebench.metrics import flops
 from prunebench.metrics.alignment import misaligned_layers
-from prunebench.models import build_model
+from prunebench.models import build_model, get_model_spec
+from prunebench.models.weights import load_weights
 from prunebench.pipeline.env import RunEnv
 from prunebench.pipeline.graph import planned_widths
 from prunebench.pruning import get_method, prune_model, sparsity_hooks
@@ -60,14 +61,15 @@ def train_and_save(env: RunEnv, stage: Stage, digest: str, arch: Architecture, m
 def run_baseline(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
     c, d, seed = env.cfg, _dir(env, stage), stage.params["seed"]
     torch.manual_seed(seed)
-    model = build_model(c.model, env.data.num_classes)
+    # bound to the data's input shape: a torchvision/timm/user model is traced and counted at the size it is trained on
+    model = build_model(c.model, env.data.num_classes, input_shape=env.data.input_shape)
     if not (d / paths.INIT).exists() and dist.is_main():
         save_state(d / paths.INIT, model.state_dict())  # the lottery-ticket comparison needs the original init
     arch = architecture_of(model, c.model, env.data.num_classes, method=None)
     if not c.baseline_checkpoint:
         env.log(f"[seed {seed}] baseline: training {c.model} for {c.baseline.epochs} epochs")
         return train_and_save(env, stage, digest, arch, model, c.baseline, "baseline")
-    load_into(model, load_state(c.baseline_checkpoint), c.baseline_checkpoint, c.model)
+    load_weights(model, c.baseline_checkpoint, c.model, get_model_spec(c.model).weights_enum)  # wrappers, prefixes, enum
     top1, _ = evaluate(model.to(env.device), env.data, env.data.test, env.device)
     if dist.is_main():
         save_pruned(d, arch, model)

@@ -22,7 +22,7 @@ from prunebench.pruning import network_slimming, soft_filter, sss, weight_level 
 from prunebench.pruning import criteria  # noqa: F401  (registration)
 from prunebench.pruning import thinet  # noqa: F401  (registration)
 from prunebench.pruning import regression  # noqa: F401  (registration)
-from prunebench.pruning.base import Architecture, architecture_of, example_inputs, verify_forward
+from prunebench.pruning.base import Architecture, architecture_of, example_for, verify_forward
 from prunebench.pruning.registry import METHODS, Method, Preset, PruneRequest, get_method, register_method
 
 __all__ = ["METHODS", "Method", "Preset", "PruneRequest", "get_method", "register_method", "prune_model",
@@ -50,7 +50,7 @@ def make_request(
     return PruneRequest(
         model=model,
         model_name=model_name,
-        example=example_inputs(model_name, next(model.parameters()).device),
+        example=example_for(model, model_name),
         preset=m.preset(model_name, preset) if preset is not None else None,
         ratio=ratio,
         widths=widths,

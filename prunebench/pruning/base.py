@@ -4,14 +4,20 @@ A method decides *which* channels go (an importance score per channel, or explic
 width plan); torch-pruning's DependencyGraph does the physical surgery (the layer, its BN and every consumer's input slice).
 Nothing here edits tensors by hand.
 
-A pruned architecture is data: ``Architecture`` (model name, classes, per-layer output widths) saved as JSON next to a plain
-``state_dict``. Loading rebuilds the dense model, slims it to those widths with the same DependencyGraph, then loads the
-weights with ``torch.load(weights_only=True)``; with no weights it re-applies the model's own init (Scratch-E/B).
+A pruned architecture is data: ``Architecture`` (model name, classes, input shape, per-layer output widths) saved as JSON
+next to a plain ``state_dict``. Loading rebuilds the dense model, slims it to those widths with the same DependencyGraph,
+then loads the weights with ``torch.load(weights_only=True)``; with no weights it gets a fresh init (Scratch-E/B,
+:func:`fresh_init_`).
+
+Which layers may be pruned: a registered model's own rule (``ModelSpec.prunable``), or — for torchvision/timm/user models
+and rule-less registered ones — the coupled groups found automatically (``prunebench.pruning.groups``); in both cases minus
+the layers the user protected (``--ignore``, recorded in the model's binding and in arch.json).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -24,8 +30,9 @@ from prunebench.core import paths
 from prunebench.core.checkpoint import load_into
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.io import load_state, read_json, save_state, write_json
-from prunebench.models import build_model, get_model_spec, reinitialize
+from prunebench.models import build_model, get_model_spec, ignored_of, input_shape_of, num_classes_of, reinitialize
 from prunebench.pruning.blocks import remove_blocks, removed_block_names
+from prunebench.pruning.groups import _channel_groups, build_graph, prunable_roots, symmetric_indices
 
 ARCH_SCHEMA = 1
 
@@ -46,6 +53,8 @@ class Architecture:
     ratio: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     removed_blocks: list[str] = field(default_factory=list)  # residual blocks replaced by their shortcut (SSS)
+    input_shape: list[int] | None = None         # C, H, W the model was built for (None: the spec's default)
+    ignore: list[str] = field(default_factory=list)          # layers the user protected from pruning (--ignore)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": ARCH_SCHEMA, **dataclasses.asdict(self)}
@@ -73,16 +82,45 @@ class Architecture:
 
 
 def example_inputs(model_name: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One random example at the spec's default input shape (for a built model prefer :func:`example_for`)."""
     return torch.randn(1, *get_model_spec(model_name).input_shape, device=device)
+
+
+def example_for(model: nn.Module, model_name: str, device: torch.device | str | None = None) -> torch.Tensor:
+    """One random example of the input ``model`` was built for (its binding; else the spec's default), on its device."""
+    if device is None:
+        p = next(model.parameters(), None)
+        device = p.device if p is not None else "cpu"
+    return torch.randn(1, *input_shape_of(model, model_name), device=device)
+
+
+def prunable_layers(model: nn.Module, model_name: str) -> list[str]:
+    """Layers whose output channels a structured method may remove: the model's own rule, or the automatically found
+    group roots; minus the layers under ``--ignore``."""
+    spec = get_model_spec(model_name)
+    ignore = ignored_of(model)
+    if spec.prunable is None:
+        return prunable_roots(model, example_for(model, model_name), ignore)[0]
+    names = spec.prunable(model)
+    return [n for n in names if not any(n == i or n.startswith(i + ".") for i in ignore)]
+
+
+def channel_multiples(model: nn.Module, model_name: str) -> dict[str, int]:
+    """{prunable layer: g} for layers coupled to grouped convs (widths must be multiples of g); empty for most models."""
+    if get_model_spec(model_name).prunable is not None:
+        return {}
+    return prunable_roots(model, example_for(model, model_name), ignored_of(model))[1]
 
 
 def prunable_widths(model: nn.Module, model_name: str) -> dict[str, int]:
     modules = dict(model.named_modules())
-    return {n: _out_channels(modules[n]) for n in get_model_spec(model_name).prunable(model)}
+    return {n: _out_channels(modules[n]) for n in prunable_layers(model, model_name)}
 
 
 def architecture_of(model: nn.Module, model_name: str, num_classes: int, **meta: Any) -> Architecture:
     meta.setdefault("removed_blocks", removed_block_names(model))
+    meta.setdefault("input_shape", list(input_shape_of(model, model_name)))
+    meta.setdefault("ignore", list(ignored_of(model)))
     return Architecture(model_name, num_classes, prunable_widths(model, model_name), **meta)
 
 
@@ -99,21 +137,33 @@ def _out_pruning_fn(m: nn.Module) -> Callable[..., Any]:
 
 
 def uniform_widths(model: nn.Module, model_name: str, ratio: float) -> dict[str, int]:
-    """Li et al.'s rule for a rate p: keep floor(C·(1−p)) channels of every prunable layer (at least one)."""
+    """Li et al.'s rule for a rate p: keep floor(C·(1−p)) channels of every prunable layer (at least one; for a layer tied
+    to grouped convs, floored to a multiple of its g channel groups, at least g)."""
     if not 0.0 <= ratio < 1.0:
         raise PrunebenchError(f"--ratio must be in [0, 1), got {ratio}")
-    return {n: keep_count(c, ratio) for n, c in prunable_widths(model, model_name).items()}
+    multiples = channel_multiples(model, model_name)
+    out = {}
+    for n, c in prunable_widths(model, model_name).items():
+        g = multiples.get(n, 1)
+        out[n] = max(g, keep_count(c, ratio) // g * g)
+    return out
 
 
 def keep_count(channels: int, rate: float) -> int:
     return max(1, int(channels * (1.0 - rate) + 1e-9))
 
 
-def round_widths(widths: Mapping[str, int], round_to: int | None, original: Mapping[str, int]) -> dict[str, int]:
-    """Round kept widths *up* to a multiple of ``round_to`` (never above the original width)."""
+def round_widths(widths: Mapping[str, int], round_to: int | None, original: Mapping[str, int],
+                 multiples: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Round kept widths *up* to a multiple of ``round_to`` (never above the original width); a layer with g channel
+    groups (``multiples``) to a multiple of lcm(round_to, g)."""
     if not round_to:
         return dict(widths)
-    return {n: min(original[n], -(-w // round_to) * round_to) for n, w in widths.items()}
+    out = {}
+    for n, w in widths.items():
+        step = math.lcm(round_to, (multiples or {}).get(n, 1))
+        out[n] = min(original[n], -(-w // step) * step)
+    return out
 
 
 def slim_to_widths(
@@ -134,9 +184,10 @@ def slim_to_widths(
     unknown = [n for n in targets if n not in modules]
     if unknown:
         raise PrunebenchError(f"layers {unknown[:3]} do not exist in this model; the architecture file does not match it")
+    dg = build_graph(model, example)
+    grouped = any(isinstance(m, nn.Conv2d) and 1 < m.groups < m.out_channels for m in modules.values())
     with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        todo: dict[str, torch.Tensor] = {}
+        todo: dict[str, list[int]] = {}
         for name, width in targets.items():
             layer = modules[name]
             current = _out_channels(layer)
@@ -144,10 +195,12 @@ def slim_to_widths(
                 raise PrunebenchError(f"layer {name} has {current} channels; cannot make it {width} wide")
             if width == current:
                 continue
+            # the full group: for the importance, and for the conv groups of a model with grouped convs
+            need_group = grouped or not (scores is not None and name in scores) and importance is not None
+            group = dg.get_pruning_group(layer, _out_pruning_fn(layer), idxs=list(range(current))) if need_group else None
             if scores is not None and name in scores:
                 s = scores[name].detach().flatten().float().cpu()
             elif importance is not None:
-                group = dg.get_pruning_group(layer, _out_pruning_fn(layer), idxs=list(range(current)))
                 s = importance(group)
                 if s is None:
                     raise PrunebenchError(f"importance gave no score for layer {name}")
@@ -156,11 +209,12 @@ def slim_to_widths(
                 s = torch.arange(current, 0, -1, dtype=torch.float32)  # remove the last channels
             if s.numel() != current:
                 raise RuntimeError(f"{name}: {s.numel()} scores for {current} channels")
-            # stable sort: ties go to the lower index first, so the choice is deterministic
-            todo[name] = torch.sort(s, stable=True).indices[: current - width]
+            # stable sort: ties go to the lower index first, so the choice is deterministic; grouped convs: the same
+            # positions in every channel group
+            todo[name] = symmetric_indices(s, current - width, _channel_groups(group) if group is not None else 1)
         for name, idxs in todo.items():
             layer = modules[name]
-            group = dg.get_pruning_group(layer, _out_pruning_fn(layer), idxs=sorted(idxs.tolist()))
+            group = dg.get_pruning_group(layer, _out_pruning_fn(layer), idxs=idxs)
             if not dg.check_pruning_group(group):
                 raise PrunebenchError(f"torch-pruning refused to prune {name} to {targets[name]} channels (would empty a layer)")
             record_removed(model, group)
@@ -223,15 +277,37 @@ def verify_forward(model: nn.Module, example: torch.Tensor, num_outputs: int | N
 
 def build_architecture(arch: Architecture, weights: Mapping[str, torch.Tensor] | None = None,
                        source: str | Path = "these weights") -> nn.Module:
-    """Rebuild ``arch``: dense model → slimmed by torch-pruning → weights loaded (or the model's own fresh init);
-    weights that do not fit are a one-line error naming ``source`` and the keys/shapes that differ."""
-    model = build_model(arch.model, arch.num_classes)
+    """Rebuild ``arch``: dense model → slimmed by torch-pruning → weights loaded (or a fresh init, see
+    :func:`fresh_init_`); weights that do not fit are a one-line error naming ``source`` and the keys/shapes that differ."""
+    model = build_model(arch.model, arch.num_classes, input_shape=arch.input_shape, ignore=arch.ignore)
     remove_blocks(model, arch.removed_blocks)  # depth pruning first: the widths name layers of what remains
-    slim_to_widths(model, example_inputs(arch.model), arch.widths)
+    slim_to_widths(model, example_for(model, arch.model), arch.widths)
     if weights is None:
-        reinitialize(model)
+        if callable(getattr(model, "init_weights", None)):
+            reinitialize(model)
+        # else: the factory's own init of the dense model, slimmed (see fresh_init_)
     else:
         load_into(model, weights, source, f"the architecture of its arch.json ({arch.model}, {arch.num_classes} classes)")
+    return model
+
+
+def fresh_init_(model: nn.Module, model_name: str) -> nn.Module:
+    """Scratch-E/B's fresh init of a (pruned) model, in place, from the current torch RNG.
+
+    A registered model re-applies its own ``init_weights()`` at the pruned widths. A model without one (torchvision, timm,
+    a user factory) is re-initialised by **the factory again**: a fresh dense model from the factory (its own init, raw
+    parameters such as ConvNeXt's layer scale included, which per-module ``reset_parameters`` would miss), slimmed to
+    this model's widths through the same DependencyGraph (first channels kept), its tensors copied in. Every element
+    comes from the factory's own init distribution; variance-scaled inits keep the dense layer's scale (fan of the dense
+    layer), which the BatchNorm after each conv absorbs."""
+    if callable(getattr(model, "init_weights", None)):
+        return reinitialize(model)
+    num_classes = num_classes_of(model)
+    if num_classes is None:
+        raise PrunebenchError(f"{model_name}: cannot re-initialise a model without init_weights() that prunebench did "
+                              "not build")
+    fresh = build_architecture(architecture_of(model, model_name, num_classes))
+    model.load_state_dict(fresh.state_dict())
     return model
 
 

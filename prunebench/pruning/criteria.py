@@ -37,8 +37,9 @@ import torch_pruning as tp
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.params import param
 from prunebench.pruning.base import (
-    Importance, _out_channels, _out_pruning_fn, prunable_widths, round_widths, slim_to_widths,
+    Importance, _out_channels, _out_pruning_fn, channel_multiples, prunable_widths, round_widths, slim_to_widths,
 )
+from prunebench.pruning.groups import build_graph
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import cost_of_widths, drop_lowest, global_order, global_widths_at_cost
@@ -116,8 +117,8 @@ def lamp_scores(model: nn.Module, example: torch.Tensor, names: list[str]) -> di
     """{layer: LAMP score per output channel}, each over the layer's whole torch-pruning group."""
     modules = dict(model.named_modules())
     imp = lamp_importance()
+    dg = build_graph(model, example)
     with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         groups = {n: dg.get_pruning_group(modules[n], _out_pruning_fn(modules[n]),
                                           idxs=list(range(_out_channels(modules[n])))) for n in names}
     return {n: imp(g).detach().flatten().float().cpu() for n, g in groups.items()}
@@ -147,7 +148,7 @@ def prune_lamp(request: PruneRequest) -> nn.Module:
             targets = sol.widths
         else:
             targets = lamp_global_widths(request.model, request.example, targets)
-        targets = round_widths(targets, request.round_to, original)
+        targets = round_widths(targets, request.round_to, original, channel_multiples(request.model, request.model_name))
     return slim_to_widths(request.model, request.example, targets, importance=lamp_importance())
 
 

@@ -28,12 +28,11 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch_pruning as tp
 
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.params import param, to_mapping
-from prunebench.models import get_model_spec
 from prunebench.pruning.base import _out_channels, _out_pruning_fn, layer_order, record_removed, verify_widths
+from prunebench.pruning.groups import build_graph
 from prunebench.pruning.masking import channel_sites
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
@@ -118,7 +117,7 @@ def prune(request: PruneRequest) -> nn.Module:
     targets = request.target_widths()
     names = layer_order(model, list(targets))
     modules = dict(model.named_modules())
-    shape = get_model_spec(request.model_name).input_shape
+    shape = tuple(request.example.shape[1:])
     per_layer = bool(o["per_layer"])
     target_macs = None if per_layer else cost_of_widths(model, request.model_name, targets, "macs")
     tracker = MacsTracker(model, shape)
@@ -133,8 +132,7 @@ def prune(request: PruneRequest) -> nn.Module:
 
     per_removal = channels_per_removal(o, {n: _out_channels(modules[n]) for n in names}, targets)
     sites = channel_sites(model, request.example, names)
-    with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=request.example)
+    dg = build_graph(model, request.example)
     fisher = FisherSaliency(model, sites)
     make_opt = lambda: torch.optim.SGD(model.parameters(), lr=float(o["lr"]), momentum=float(o["momentum"]),  # noqa: E731
                                        weight_decay=float(o["weight_decay"]))

@@ -16,7 +16,17 @@ network compute the same function.
 Budget: ``--ratio``/``--preset`` (the paper's L1-norm plans)/widths give an **upper bound** on each layer's kept width (so
 MACs fall at least as much as asked); the tolerance may stop a layer earlier (a tolerance above 1 can never be met, so
 every layer grows to its bound: the way to put greedy-forward at a FLOPs target). Options: ``candidates`` (50), ``tolerance`` (0.98), ``ft_steps`` (2),
-``ft_lr`` (2.5e-3), ``ft_weight_decay`` (4e-5), ``chunk`` (candidate masks per batched pass; default 512 // batch size).
+``ft_lr`` (2.5e-3), ``ft_weight_decay`` (4e-5), ``chunk`` (candidate masks per batched pass; default 512 // batch size),
+``skip_first`` / ``skip_last`` (0 / 0: layers at either end left whole).
+
+MobileNetV2 as Ye et al. ran it (``--model mobilenetv2`` or ``mobilenetv2-imagenet``, options ``skip_first = 2, skip_last =
+2``): their 35 masked layers are the hidden and the output channels of each of the 17 inverted-residual blocks and the last
+conv, visited input → output, skipping the first two and the last two. Here the layers are the automatically found groups
+(25): the 17 hidden (expansion) groups — the stem's channels are block 1's hidden ones — and the last conv as theirs, but
+the output channels of the blocks of one stage are *one* group (the residual adds tie them; Ye et al. mask them per block),
+so 7 output groups instead of 17; skipping 2 + 2 leaves 21. Other differences: calibration batches instead of fresh
+ImageNet mini-batches of 128, ``ft_steps`` batches instead of 0.1 epoch between layers, and the final 150-epoch fine-tune
+is the runner's fine-tune regime.
 
 Measured prune times: docs/methods.md.
 """
@@ -48,9 +58,14 @@ class GreedyForwardOptions:
     ft_lr: float = param(2.5e-3, "fine-tuning learning rate between layers")
     ft_weight_decay: float = param(4e-5, "fine-tuning weight decay between layers")
     chunk: int | None = param(None, "candidate masks per batched pass (default 512 // batch size)")
+    skip_first: int = param(0, "prunable layers (forward order) left whole at the input end; Ye et al. skip 2 on "
+                               "MobileNetV2", unit="layers")
+    skip_last: int = param(0, "prunable layers left whole at the output end; Ye et al. skip 2 on MobileNetV2",
+                           unit="layers")
 
     def problems(self) -> list[str]:
         out = [f"{k} must be ≥ 1" for k in ("candidates",) if getattr(self, k) < 1]
+        out += [f"{k} must be ≥ 0" for k in ("skip_first", "skip_last") if getattr(self, k) < 0]
         return out + (["chunk must be ≥ 1"] if self.chunk is not None and self.chunk < 1 else [])
 
 
@@ -113,7 +128,8 @@ def select_channels(request: PruneRequest) -> dict[str, list[int]]:
     device = next(model.parameters()).device
     batches = _batches(request, device)
     bounds = request.target_widths()
-    names = layer_order(model, list(bounds))
+    ordered = layer_order(model, list(bounds))
+    names = ordered[int(o["skip_first"]): len(ordered) - int(o["skip_last"])]   # skipped layers stay whole
     sites = channel_sites(model, request.example, names)
     modules = dict(model.named_modules())
     gen = torch.Generator().manual_seed(request.seed)
@@ -154,7 +170,8 @@ def select_channels(request: PruneRequest) -> dict[str, list[int]]:
                 _finetune(model, batches, int(o["ft_steps"]), float(o["ft_lr"]), float(o["ft_weight_decay"]), step)
     model.train(was_training)
     request.notes["greedy_forward"] = {
-        "selection_steps": step, "layers": len(names), "stopped_by_tolerance": len(stopped_by_tolerance),
+        "selection_steps": step, "layers": len(names), "skipped": [n for n in ordered if n not in names],
+        "stopped_by_tolerance": len(stopped_by_tolerance),
         "at_width_bound": len(names) - len(stopped_by_tolerance), "options": {k: o[k] for k in DEFAULTS if k != "chunk"}}
     return selected
 

@@ -22,7 +22,7 @@ from prunebench.core.checkpoint import load_into
 from prunebench.core.io import load_state, read_json, write_json
 from prunebench.models import build_model
 from prunebench.pruning.base import (
-    Architecture, example_inputs, kept_channels, load_arch, prunable_widths, remove_blocks, slim_to_widths,
+    Architecture, example_for, kept_channels, load_arch, prunable_widths, remove_blocks, slim_to_widths,
     verify_widths,
 )
 from prunebench.pruning.weight_masks import apply_masks, load_masks
@@ -31,7 +31,7 @@ from prunebench.pruning.weight_masks import apply_masks, load_masks
 def save_kept(directory: Path, pruned: nn.Module, source_state: dict[str, torch.Tensor], arch: Architecture) -> None:
     """kept.json: surviving original channel indices per narrowed layer (recorded, or inferred from BN channels)."""
     kept = kept_channels(pruned)
-    dense = prunable_widths(build_model(arch.model, arch.num_classes), arch.model)
+    dense = prunable_widths(build_model(arch.model, arch.num_classes, arch.input_shape, arch.ignore), arch.model)
     missing = [n for n, w in arch.widths.items() if n not in kept and dense.get(n, w) != w]
     inferred = _infer_from_bn(pruned, source_state, arch, missing) if missing else {}
     write_json(Path(directory) / paths.KEPT, {"kept": {**kept, **inferred}, "inferred": sorted(inferred),
@@ -43,7 +43,7 @@ def _infer_from_bn(pruned: nn.Module, source: dict[str, torch.Tensor], arch: Arc
     """Match each pruned BN channel to the one source channel with identical (running mean, running var, γ, β)."""
     from prunebench.pruning.masking import channel_sites
 
-    sites = channel_sites(pruned, example_inputs(arch.model, next(pruned.parameters()).device), layers)
+    sites = channel_sites(pruned, example_for(pruned, arch.model), layers)
     state = pruned.state_dict()
     out: dict[str, list[int]] = {}
     for layer in layers:
@@ -67,7 +67,7 @@ def _infer_from_bn(pruned: nn.Module, source: dict[str, torch.Tensor], arch: Arc
 def original_init(base_dir: Path, pruned_dir: Path) -> tuple[Architecture, nn.Module]:
     """The pruned architecture carrying the large model's *initial* weights for every surviving channel/weight."""
     arch = load_arch(pruned_dir / paths.ARCH)
-    model = build_model(arch.model, arch.num_classes)
+    model = build_model(arch.model, arch.num_classes, arch.input_shape, arch.ignore)
     load_into(model, load_state(base_dir / paths.INIT), base_dir / paths.INIT, arch.model)
     remove_blocks(model, arch.removed_blocks)
     record = read_json(pruned_dir / paths.KEPT) if (pruned_dir / paths.KEPT).exists() else {"kept": {}, "unknown": []}
@@ -93,7 +93,7 @@ def replay_kept(model: nn.Module, arch: Architecture, kept: dict[str, list[int]]
         s = torch.zeros(modules[n].weight.shape[0])
         s[torch.tensor(idx, dtype=torch.long)] = 1.0
         scores[n] = s
-    slim_to_widths(model, example_inputs(arch.model, next(model.parameters()).device),
+    slim_to_widths(model, example_for(model, arch.model),
                    {n: len(idx) for n, idx in kept.items()}, scores=scores)
     got = kept_channels(model)
     if any(got.get(n, list(range(modules[n].weight.shape[0]))) != idx for n, idx in kept.items()):

@@ -20,9 +20,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 import torch.fx
 import torch.nn as nn
-import torch_pruning as tp
 
 from prunebench.pruning.base import _out_channels, _out_pruning_fn
+from prunebench.pruning.groups import build_graph
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -31,10 +31,7 @@ def channel_sites(model: nn.Module, example: torch.Tensor, names: Sequence[str])
     """{prunable layer: module whose output carries exactly that layer's channels after normalisation}."""
     modules = dict(model.named_modules())
     by_module = {m: n for n, m in modules.items()}
-    was_training = model.training
-    with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    model.train(was_training)   # building the graph leaves the model in eval mode (torch-pruning trap 2)
+    dg = build_graph(model, example)   # grad enabled, train/eval mode restored (torch-pruning traps 1, 2)
     out: dict[str, str] = {}
     for name in names:
         layer = modules[name]

@@ -60,8 +60,10 @@ from prunebench.core.hooks import TrainHooks
 from prunebench.core.params import param
 from prunebench.models import get_model_spec
 from prunebench.pruning.base import (
-    _out_channels, _out_pruning_fn, example_inputs, layer_order, round_widths, slim_to_widths,
+    _out_channels, _out_pruning_fn, channel_multiples, example_for, prunable_layers, round_widths,
+    slim_to_widths,
 )
+from prunebench.pruning.groups import build_graph
 from prunebench.pruning.registry import Method, Preset, PruneRequest, register_method
 from prunebench.pruning.scaling import cost_of_widths, global_widths_at_cost
 
@@ -86,13 +88,12 @@ SCORE = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
 # --------------------------------------------------------------------------------------------------------- scores
 def _groups(model: nn.Module, model_name: str, example: torch.Tensor | None = None) -> dict[str, Any]:
     """torch-pruning group (all channels) of every prunable layer; the model's train/eval mode is restored."""
-    example = example if example is not None else example_inputs(model_name, next(model.parameters()).device)
+    example = example if example is not None else example_for(model, model_name)
     modules = dict(model.named_modules())
     was_training = model.training
     try:
-        with torch.enable_grad():
-            dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        names = get_model_spec(model_name).prunable(model)
+        names = prunable_layers(model, model_name)
+        dg = build_graph(model, example)
         return {n: dg.get_pruning_group(modules[n], _out_pruning_fn(modules[n]), idxs=list(range(_out_channels(modules[n]))))
                 for n in names}
     finally:
@@ -184,7 +185,8 @@ def prune(request: PruneRequest) -> nn.Module:
         percent = request.ratio if request.ratio is not None else _percent_of(request.preset)  # type: ignore[arg-type]
         widths, notes = global_threshold(scores, percent, bn_population(request.model))
     if request.round_to:
-        widths = round_widths(widths, request.round_to, {n: s.numel() for n, s in scores.items()})
+        widths = round_widths(widths, request.round_to, {n: s.numel() for n, s in scores.items()},
+                              channel_multiples(request.model, request.model_name))
     request.notes.update({"network_slimming": notes})
     return slim_to_widths(request.model, request.example, widths, scores=scores)
 

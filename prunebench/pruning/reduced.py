@@ -30,8 +30,7 @@ import torch.nn as nn
 from prunebench.metrics import flops
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.params import param
-from prunebench.models import get_model_spec, reinitialize
-from prunebench.pruning.base import prunable_widths, slim_to_widths
+from prunebench.pruning.base import fresh_init_, prunable_widths, slim_to_widths
 from prunebench.pruning.l1_norm import PRESETS as L1_PRESETS  # the paper's width plans
 from prunebench.pruning.registry import Method, PruneRequest, register_method
 from prunebench.pruning.scaling import cost_of_widths, solve_multiplier
@@ -51,7 +50,7 @@ class ReducedOptions:
 
 def target_cost(request: PruneRequest, metric: str) -> float:
     """The MACs / params the reduced model must have."""
-    dense = flops.count(request.model, get_model_spec(request.model_name).input_shape)
+    dense = flops.count(request.model, tuple(request.example.shape[1:]))
     full = dense.macs if metric == "macs" else dense.params
     if request.preset is None and request.widths is None and request.ratio is not None:
         if not 0.0 < request.ratio < 1.0:
@@ -68,7 +67,7 @@ def prune(request: PruneRequest) -> nn.Module:
     model = slim_to_widths(request.model, request.example, sol.widths)   # keeps the first channels: weights are ignored
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(request.seed)
-        reinitialize(model)
+        fresh_init_(model, request.model_name)
     return model
 
 

@@ -16,7 +16,7 @@ from prunebench.core.hooks import TrainHooks
 from prunebench.core.params import from_mapping
 from prunebench.core.registry import Registry
 from prunebench.models import get_model_spec
-from prunebench.pruning.base import prunable_widths, round_widths, uniform_widths
+from prunebench.pruning.base import channel_multiples, prunable_widths, round_widths, uniform_widths
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class PruneRequest:
 
     model: nn.Module                                  # the trained dense model; slimmed in place
     model_name: str
-    example: torch.Tensor
+    example: torch.Tensor                             # one input of the shape the model was built for (its binding)
     preset: Preset | None = None
     ratio: float | None = None
     widths: Mapping[str, int] | None = None           # an explicit per-layer plan (e.g. a scaled width profile)
@@ -64,14 +64,14 @@ class PruneRequest:
         else:
             raise PrunebenchError("say how much to prune: --preset P or --ratio R")
         check_prunable(self.model_name, original, targets)
-        return round_widths(targets, self.round_to, original)
+        return round_widths(targets, self.round_to, original, channel_multiples(self.model, self.model_name))
 
 
 def check_prunable(model_name: str, allowed: Mapping[str, int], targets: Mapping[str, int]) -> None:
     bad = [n for n, w in targets.items() if n not in allowed and w is not None]
     if bad:
         rule = get_model_spec(model_name).prune_rule
-        raise PrunebenchError(f"layer {bad[0]!r} of {model_name} may not be pruned: {rule}")
+        raise PrunebenchError(f"layer {bad[0]!r} of {model_name} may not be pruned: {rule} (or it is under --ignore)")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from prunebench.core.errors import PrunebenchError
 from prunebench.core.params import param
 from prunebench.pruning.base import layer_order, verify_forward, verify_widths
 from prunebench.pruning.feeder import Feeder
+from prunebench.pruning.groups import build_graph
 from prunebench.pruning.reconstruction import (
     Consumer,
     calibration_batches,
@@ -172,7 +173,7 @@ def prune(request: PruneRequest) -> nn.Module:
     modules, originals = dict(model.named_modules()), dict(original.named_modules())
     feeders = [Feeder(model, batches)] + ([Feeder(original, batches)] if original is not model else [])
     with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=request.example)
+        dg = build_graph(model, request.example)
     dg0: tp.DependencyGraph | None = None  # the original's graph, only if a consumer's inputs were changed by an earlier prune
     not_refit: list[str] = []
     for name in layer_order(model, list(targets)):
@@ -184,10 +185,15 @@ def prune(request: PruneRequest) -> nn.Module:
         consumers0 = consumers
         if original is not model:
             consumers0 = [Consumer(c.name, originals[c.name], c.root) for c in consumers]
+            lost = [c.name for c, c0 in zip(consumers, consumers0) if c.module.weight.shape[0] != c0.module.weight.shape[0]]
+            if lost:   # e.g. a squeeze-excitation fc whose outputs are coupled to an earlier, already pruned group
+                raise PrunebenchError(f"regression: {lost[0]} (consumer of {name}) already lost output channels to an "
+                                      "earlier coupled prune, so the original model's outputs cannot be its target; "
+                                      "use option target=\"current\"")
             if any(c0.module.weight.shape[1] != c.module.weight.shape[1] for c, c0 in zip(consumers, consumers0)):
                 if dg0 is None:
                     with torch.enable_grad():
-                        dg0 = tp.DependencyGraph().build_dependency(original, example_inputs=request.example)
+                        dg0 = build_graph(original, request.example)
                 by_name = {c.name: c for c in find_consumers(dg0, original, originals[name])}
                 consumers0 = [by_name[c.name] for c in consumers]
         rows = collect(feeders, [layer, originals[name]][:len(feeders)], [consumers, consumers0][:len(feeders)],

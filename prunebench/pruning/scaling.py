@@ -18,8 +18,9 @@ import torch.nn as nn
 
 from prunebench.metrics import flops
 from prunebench.core.errors import PrunebenchError
-from prunebench.models import get_model_spec
-from prunebench.pruning.base import example_inputs, prunable_widths, slim_to_widths
+from prunebench.models import input_shape_of
+from prunebench.pruning.base import example_for, prunable_widths, slim_to_widths
+from prunebench.pruning.groups import build_graph
 
 METRICS = ("macs", "params")
 
@@ -32,8 +33,8 @@ def scale_widths(profile: Mapping[str, int], dense: Mapping[str, int], m: float)
 def cost_of_widths(model: nn.Module, model_name: str, widths: Mapping[str, int], metric: str = "macs") -> int:
     """MACs or params of ``model`` slimmed to ``widths`` (a throw-away copy; ``model`` is untouched)."""
     copy_ = copy.deepcopy(model)
-    slim_to_widths(copy_, example_inputs(model_name, next(model.parameters()).device), widths)
-    c = flops.count(copy_, get_model_spec(model_name).input_shape)
+    slim_to_widths(copy_, example_for(model, model_name), widths)
+    c = flops.count(copy_, input_shape_of(model, model_name))
     return c.macs if metric == "macs" else c.params
 
 
@@ -46,23 +47,16 @@ class WidthCost:
     cannot describe (grouped convs, other parametrised modules); callers then count built copies instead."""
 
     def __init__(self, model: nn.Module, model_name: str) -> None:
-        import torch
-        import torch_pruning as tp
-
         from prunebench.pruning.base import _out_pruning_fn
 
-        shape = get_model_spec(model_name).input_shape
+        shape = input_shape_of(model, model_name)
         modules = dict(model.named_modules())
         self.dense = prunable_widths(model, model_name)
         # module -> [(prunable layer, how many of the module's channels each of that layer's channels accounts for)]
         self.out_of: dict[nn.Module, list[tuple[str, float]]] = {}
         self.in_of: dict[nn.Module, list[tuple[str, float]]] = {}
         self.exact = True
-        was_training = model.training
-        with torch.enable_grad():
-            dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs(model_name,
-                                                                                          next(model.parameters()).device))
-        model.train(was_training)
+        dg = build_graph(model, example_for(model, model_name))
         for name in self.dense:
             layer = modules[name]
             group = dg.get_pruning_group(layer, _out_pruning_fn(layer), idxs=list(range(self.dense[name])))

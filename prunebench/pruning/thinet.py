@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
 from prunebench.core.params import param
 
 from prunebench.pruning.base import layer_order, verify_forward, verify_widths
 from prunebench.pruning.feeder import Feeder
+from prunebench.pruning.groups import build_graph
 from prunebench.pruning.reconstruction import (
     calibration_batches,
     collect,
@@ -90,8 +90,7 @@ def prune(request: PruneRequest) -> nn.Module:
     gen = torch.Generator().manual_seed(request.seed)
     modules = dict(model.named_modules())
     feeder = Feeder(model, batches)
-    with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=request.example)
+    dg = build_graph(model, request.example)
     for name in layer_order(model, list(targets)):
         layer = modules[name]
         n = out_channels(layer)

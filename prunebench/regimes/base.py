@@ -19,9 +19,8 @@ import torch
 from prunebench.config import ExperimentConfig, PruneSpec, TrainConfig
 from prunebench.core import paths
 from prunebench.core.registry import Registry
-from prunebench.models import reinitialize
 from prunebench.pruning import Method
-from prunebench.pruning.base import Architecture, load_pruned
+from prunebench.pruning.base import Architecture, fresh_init_, load_pruned
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -109,11 +108,12 @@ def register_regime(cls: type[Regime]) -> type[Regime]:
 
 
 def fresh_init(entry: Entry) -> tuple[Architecture, "nn.Module"]:
-    """The pruned architecture with a fresh init (Scratch-E/B): the model's own init, seeded by seed + 1 so that it
-    differs from the baseline's."""
+    """The pruned architecture with a fresh init (Scratch-E/B), seeded by seed + 1 so that it differs from the baseline's:
+    a registered model's own ``init_weights``; a torchvision/timm/user model the factory again, slimmed to the pruned
+    widths (``pruning.base.fresh_init_``)."""
     arch, model = load_pruned(entry.pruned_dir, with_weights=False)
     torch.manual_seed(entry.seed + 1)
-    reinitialize(model)
+    fresh_init_(model, arch.model)
     return arch, model
 
 

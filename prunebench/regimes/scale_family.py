@@ -42,12 +42,13 @@ class ScaleFamily(Regime):
         factor = plan.params["factor"]
         arch = load_arch(entry.pruned_dir / paths.ARCH)
         pruned_macs = read_json(entry.pruned_dir / paths.PRUNE)["after"]["macs"]
-        dense = build_model(arch.model, arch.num_classes)
+        dense = build_model(arch.model, arch.num_classes, arch.input_shape, arch.ignore)
         remove_blocks(dense, arch.removed_blocks)
         sol = solve_multiplier(dense, arch.model, arch.widths, factor * pruned_macs, "macs")
         farch = Architecture(arch.model, arch.num_classes, sol.widths, method=arch.method, preset=None, ratio=None,
                              notes={"scale_family": {"of": entry.spec.label, "factor": factor}},
-                             removed_blocks=list(arch.removed_blocks))
+                             removed_blocks=list(arch.removed_blocks), input_shape=arch.input_shape,
+                             ignore=list(arch.ignore))
         torch.manual_seed(entry.seed + 1)
         model = build_architecture(farch)   # fresh init (Scratch-E)
         budget = {"rule": RULE, "factor": factor, "target_macs": int(factor * pruned_macs), "macs": sol.cost,
