@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from prunebench.core.errors import PrunebenchError, is_environment_error, one_line, os_error
 from prunebench.core.params import help_text, key_of
 
-SECTIONS = ("baseline", "finetune", "scratch", "bench")
+SECTIONS = ("baseline", "finetune", "scratch", "bench", "export")
 COMMANDS = ("run", "prune", "list", "bench", "compare")
 Formatter = argparse.RawDescriptionHelpFormatter
 
@@ -350,7 +350,7 @@ PRUNE_EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     from prunebench.bench import arguments as bench_arguments
     from prunebench.bench import compare as _compare
-    from prunebench.config import BenchConfig, ExperimentConfig, FinetuneConfig, ScratchConfig, TrainConfig
+    from prunebench.config import BenchConfig, ExperimentConfig, ExportConfig, FinetuneConfig, ScratchConfig, TrainConfig
 
     parser = Parser(prog="prunebench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = run.add_argument_group("plan fields")
     _add_dataclass_flags(top, ExperimentConfig)
     for section, cls in (("baseline", TrainConfig), ("finetune", FinetuneConfig), ("scratch", ScratchConfig),
-                         ("bench", BenchConfig)):
+                         ("bench", BenchConfig), ("export", ExportConfig)):
         _add_dataclass_flags(run.add_argument_group(f"[{section}]"), cls, section)
     one = run.add_argument_group("one [[prune]] entry instead of the plan's list")
     one.add_argument("--method", help="pruning method (see `prunebench list`; default: the plan's entries)")

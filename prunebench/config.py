@@ -11,6 +11,7 @@ TOML layout (every key optional; unknown keys are an error that lists the valid 
     [finetune]                    # FinetuneConfig: epochs, lr
     [scratch]                     # ScratchConfig: b_max_epochs, scale_factors
     [bench]                       # BenchConfig: batch_sizes, threads, repeats, warmup, devices, runtimes
+    [export]                      # ExportConfig: int8, fp16, calibration, calibration_images, activations, ...
     [[prune]]                     # one table per method/preset/ratio to compare
     method = "l1-norm"
     preset = "B"
@@ -192,6 +193,42 @@ class BenchConfig:
         return out
 
 
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+ACTIVATIONS = ("uint8", "int8", "int8-symmetric")
+
+
+@dataclass
+class ExportConfig:
+    """What ships besides the fp32 ONNX file (prunebench.export.quantize): an INT8 and/or FP16 copy of every variant,
+    each verified and timed in the same interleaved latency run as the fp32 files."""
+
+    int8: bool = param(False, "also write model.int8.onnx per variant: static QDQ INT8 (ONNX Runtime quantize_static), "
+                              "per-channel weights, calibrated on training images")
+    fp16: bool = param(False, "also write model.fp16.onnx per variant (fp32 inputs/outputs), for GPU runtimes")
+    calibration: str = param("entropy", "how INT8 activation ranges are chosen from the calibration images",
+                             choices=CALIBRATIONS)
+    calibration_images: int = param(256, "training images the INT8 calibration sees (a fixed random sample, no "
+                                         "augmentation)", unit="images")
+    activations: str = param("uint8", "INT8 activation encoding: uint8 (asymmetric; ONNX Runtime's fast x86 CPU "
+                                      "kernels), int8 (asymmetric) or int8-symmetric (zero point 0: what TensorRT's "
+                                      "explicit quantization needs)", choices=ACTIVATIONS)
+    int8_tolerance: float = param(1.0, "INT8 top-1 may fall this far below the fp32 file's (ONNX Runtime, test split) "
+                                       "before the report flags it", unit="points")
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.calibration_images < 1:
+            out.append(f"export.calibration_images must be ≥ 1, got {self.calibration_images}")
+        if not self.int8_tolerance >= 0:
+            out.append(f"export.int8_tolerance must be ≥ 0, got {self.int8_tolerance}")
+        return out
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The extra precisions this plan ships, in the order they are made."""
+        return tuple(p for p, on in (("int8", self.int8), ("fp16", self.fp16)) if on)
+
+
 @dataclass
 class ExperimentConfig:
     """The whole plan."""
@@ -215,6 +252,7 @@ class ExperimentConfig:
     finetune: FinetuneConfig = param(help="[finetune] recipe", default_factory=FinetuneConfig)
     scratch: ScratchConfig = param(help="[scratch] settings", default_factory=ScratchConfig)
     bench: BenchConfig = param(help="[bench] latency settings", default_factory=BenchConfig)
+    export: ExportConfig = param(help="[export] INT8 / FP16 files", default_factory=ExportConfig)
     prune: list[PruneSpec] = param(help="[[prune]] entries", default_factory=lambda: [PruneSpec("l1-norm", preset="B")])
 
     def problems(self) -> list[str]:
@@ -238,7 +276,7 @@ class ExperimentConfig:
             out += self.baseline.problems("baseline")
         else:
             out += [p for p in self.baseline.problems("baseline") if not p.startswith("baseline.epochs")]
-        out += self.finetune.problems() + self.scratch.problems() + self.bench.problems()
+        out += self.finetune.problems() + self.scratch.problems() + self.bench.problems() + self.export.problems()
         if not self.prune:
             out.append("the plan has no [[prune]] entry; add one (e.g. method = \"l1-norm\", ratio = 0.5)")
         for i, p in enumerate(self.prune):

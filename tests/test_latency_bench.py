@@ -3,6 +3,7 @@
 Repeats are tiny (the harness still enforces ≥ 10 rounds and warm-up until stable); nothing here asserts a timing.
 """
 
+import importlib.util
 import json
 import shutil
 
@@ -51,7 +52,8 @@ def test_bench_two_onnx_files_json_validates_and_reports_skips(variants, capsys)
     doc = _bench_json(capsys, variants["dense_onnx"], variants["slim_onnx"], "--batch-sizes", "1", "2")
     assert doc["schema"] == "prunebench.bench/1"
     cells = {(r["variant"], r["runtime"], r["device"], r["batch"]) for r in doc["results"]}
-    assert cells == {(v, "onnxruntime", "cpu", b) for v in ("dense", "slim") for b in (1, 2)}
+    onnx_runtimes = ("onnxruntime",) + (("openvino",) if importlib.util.find_spec("openvino") else ())   # CPU, ONNX
+    assert cells == {(v, rt, "cpu", b) for v in ("dense", "slim") for b in (1, 2) for rt in onnx_runtimes}
     for r in doc["results"]:
         assert r["threads"] == 1 and r["n"] >= 10 and r["warmup_calls"] >= 1 and r["median_ms"] > 0
         assert r["p90_ms"] >= r["median_ms"] and r["p99_ms"] >= r["p90_ms"]
@@ -62,7 +64,7 @@ def test_bench_two_onnx_files_json_validates_and_reports_skips(variants, capsys)
     assert all("no PyTorch model" in s["reason"] for s in torch_skips)
     if not torch.cuda.is_available():
         assert any(s.get("device") == "cuda" and "CUDA" in s["reason"] for s in doc["skipped"])
-    sp = [s for s in doc["speedups"] if s["batch"] == 1]
+    sp = [s for s in doc["speedups"] if s["batch"] == 1 and s["runtime"] == "onnxruntime"]
     assert len(sp) == 1 and sp[0]["variant"] == "slim" and sp[0]["reference"] == "dense"
     assert sp[0]["ci_low"] <= sp[0]["speedup"] <= sp[0]["ci_high"]
     assert sp[0]["cpu_ci_low"] <= sp[0]["cpu_speedup"] <= sp[0]["cpu_ci_high"]

@@ -149,9 +149,11 @@ def settings(cfg: HarnessConfig) -> dict[str, Any]:
     return s
 
 
-def measure(targets: Sequence[Target], cfg: HarnessConfig, reference: dict[str, str] | None = None,
+def measure(targets: Sequence[Target], cfg: HarnessConfig,
+            reference: dict[str, str | Sequence[str]] | None = None,
             log: Callable[[str], None] = lambda s: None) -> Measurement:
-    """Measure every target on every available (runtime, device, batch); see the module docstring."""
+    """Measure every target on every available (runtime, device, batch); see the module docstring. ``reference`` maps a
+    target id to the id (or ids) its speed-ups are computed against."""
     if not targets:
         raise ValueError("nothing to measure")
     ids = [t.id for t in targets]
@@ -177,7 +179,7 @@ def measure(targets: Sequence[Target], cfg: HarnessConfig, reference: dict[str, 
 
 
 def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, runtime: str, device: str, batch: int,
-                  reference: dict[str, str], out: Measurement, log: Callable[[str], None]) -> None:
+                  reference: dict[str, Any], out: Measurement, log: Callable[[str], None]) -> None:
     prepared: dict[str, Prepared] = {}
     extra: dict[str, dict[str, Any]] = {}
     try:
@@ -216,8 +218,10 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
                          "cpu_median_ms": None if c is None else round(c.median_ms, 4),
                          "cpu_iqr_ms": None if c is None else round(c.iqr_ms, 4)})
         out.samples[(key, runtime, device, batch)] = s
-    for key, ref in reference.items():
-        if key in samples and ref in samples and key != ref:
+    for key, refs in reference.items():
+        for ref in ([refs] if isinstance(refs, str) else refs):   # one reference, or several (INT8: dense INT8, own fp32)
+            if key not in samples or ref not in samples or key == ref:
+                continue
             ci = bootstrap_ratio(samples[ref], samples[key], cfg.n_boot, cfg.level, cfg.seed)
             out.speedups.append({"variant": key, "reference": ref, "runtime": runtime, "device": device, "batch": batch,
                                  "threads": cfg.threads, "speedup": round(ci.ratio, 4), "ci_low": round(ci.low, 4),

@@ -11,9 +11,24 @@ runtime                devices    what one timed call is
                                   so the figure is the model, not PCIe copies
 ``onnxruntime-e2e``    cuda       CUDA EP ``session.run`` with host numpy in and out: end-to-end including the host↔device
                                   copies (a separate figure, never mixed with the IOBinding one)
-``onnxruntime-trt``    cuda       TensorRT EP (CUDA EP fallback), IOBinding, fp32, engine cache in a temp dir, one
-                                  optimisation profile per batch size
+``onnxruntime-trt``    cuda       TensorRT EP (CUDA EP fallback), IOBinding, engine cache in a temp dir, one
+                                  optimisation profile per batch size; fp16 / int8 enabled for FP16 / INT8 files
+``openvino``           cpu        OpenVINO (``openvino`` package, extra ``prunebench[openvino]``) reading the ONNX file,
+                                  reshaped to the batch, compiled for ``CPU`` with ``PERFORMANCE_HINT=LATENCY``,
+                                  ``INFERENCE_NUM_THREADS`` = the harness threads and ``INFERENCE_PRECISION_HINT=f32`` (no
+                                  silent bf16 on CPUs that have it; an INT8 file's quantized layers still run INT8);
+                                  synchronous ``InferRequest.infer()`` on a pre-set input tensor, host clock
+``tensorrt``           cuda       native TensorRT ≥ 10 (``tensorrt`` package, extra ``prunebench[tensorrt]``): an engine
+                                  built from the target's own ONNX file as a **strongly typed** network — fp32 from
+                                  model.onnx (TF32 off), fp16 from model.fp16.onnx, int8 from model.int8.onnx's Q/DQ nodes
+                                  (explicit quantization; needs int8 activations with zero point 0) — one optimisation
+                                  profile per batch size, device buffers from torch, ``execute_async_v3`` on a torch CUDA
+                                  stream timed with **CUDA events** on that stream
 =====================  =========  ==========================================================================================
+
+A target is an fp32, INT8 or FP16 ONNX file (``Target.precision``); which runtime times which precision, and why the
+others are skipped, is ``prunebench.bench.catalog.PRECISION_SUPPORT``. The ``tensorrt`` and FP16/INT8 GPU paths follow
+NVIDIA's and ONNX Runtime's documentation; they could not be run on the CPU-only machines prunebench is developed on.
 
 ONNX Runtime calls are timed with the host clock around a *synchronous* call (``run_with_iobinding`` followed by
 ``synchronize_outputs``): ORT runs on its own CUDA stream, which PyTorch's events would not see.
@@ -36,11 +51,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from prunebench.bench.catalog import DEVICES, OPT_IN, RUNTIMES, SUPPORTED, default_runtimes  # noqa: F401
+from prunebench.bench.catalog import (DEVICES, OPT_IN, PRECISIONS, RUNTIMES, SUPPORTED,  # noqa: F401
+                                      default_runtimes, precision_problem)
 from prunebench.core.errors import one_line
 from prunebench.export.session import session_options
 
 INSTALL_GPU = "install onnxruntime-gpu (pip install 'prunebench[gpu]', after uninstalling onnxruntime)"
+INSTALL_OPENVINO = "pip install 'prunebench[openvino]'"
+INSTALL_TENSORRT = "pip install 'prunebench[tensorrt]' on a CUDA machine; its wheels come from NVIDIA's index"
+MIN_TENSORRT = 10            # strongly typed networks (NetworkDefinitionCreationFlag.STRONGLY_TYPED); 11+: always
+TRT_WORKSPACE = 1 << 30      # bytes of builder workspace
 
 
 class Unavailable(Exception):
@@ -71,6 +91,7 @@ class Target:
     macs: int | None = None
     params: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"             # fp32 | int8 | fp16: what ``onnx`` holds (PyTorch times fp32 only)
 
 
 @dataclass
@@ -109,19 +130,96 @@ def _ort_provider_listed(provider: str) -> None:
                                               else ""))
 
 
+def openvino_module() -> Any:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise Unavailable(f"openvino is not installed ({INSTALL_OPENVINO})") from None
+    return ov
+
+
+def tensorrt_module() -> Any:
+    """``tensorrt`` (≥ ``MIN_TENSORRT``), else ``Unavailable`` with the reason."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise Unavailable(f"tensorrt is not installed ({INSTALL_TENSORRT})") from None
+    except Exception as e:  # noqa: BLE001 - a broken install (missing libnvinfer) raises OSError and others
+        raise Unavailable(f"tensorrt failed to import: {str(e).splitlines()[0][:160]}") from None
+    version = str(getattr(trt, "__version__", "0"))
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        major = 0
+    if major < MIN_TENSORRT:
+        raise Unavailable(f"tensorrt {version} is too old: prunebench builds strongly typed networks (TensorRT ≥ "
+                          f"{MIN_TENSORRT}); {INSTALL_TENSORRT}")
+    return trt
+
+
+def _no_cuda() -> str | None:
+    if torch.cuda.is_available():
+        return None
+    return "no CUDA device visible to torch" + ("" if torch.version.cuda else " (this torch build is CPU-only)")
+
+
 def check(runtime: str, device: str) -> None:
     """Raise ``Unavailable`` if ``runtime`` cannot run on ``device`` here (before any model is touched)."""
     if runtime not in SUPPORTED:
         raise Unavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     if device not in SUPPORTED[runtime]:
         raise Unavailable(f"{runtime} runs on {', '.join(SUPPORTED[runtime])} only")
-    if runtime.startswith("pytorch") and device == "cuda" and not torch.cuda.is_available():
-        raise Unavailable("no CUDA device visible to torch" + ("" if torch.version.cuda else
-                                                                " (this torch build is CPU-only)"))
+    if runtime.startswith("pytorch") and device == "cuda" and _no_cuda():
+        raise Unavailable(_no_cuda())
     if runtime.startswith("onnxruntime"):
         ort_module()
         if device == "cuda":
             _ort_provider_listed("TensorrtExecutionProvider" if runtime == "onnxruntime-trt" else "CUDAExecutionProvider")
+    if runtime == "openvino":
+        openvino_module()
+    if runtime == "tensorrt":
+        reasons = []
+        try:
+            tensorrt_module()
+        except Unavailable as e:
+            reasons.append(str(e))
+        if _no_cuda():   # device buffers, the stream and the events come from torch
+            reasons.append(_no_cuda() + "; the tensorrt runtime allocates and times through torch.cuda")
+        if reasons:
+            raise Unavailable("; ".join(reasons))
+
+
+def precision_of(path: str | Path) -> str:
+    """What an ONNX file holds: ``int8`` (Q/DQ nodes), ``fp16`` (float16 weights) or ``fp32``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def qdq_problem(path: str | Path) -> str | None:
+    """Why TensorRT's explicit quantization cannot take the INT8 file at ``path`` (it needs every QuantizeLinear to
+    output int8 with zero point 0), or None."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        zp = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if zp is None or zp.data_type != onnx.TensorProto.INT8:
+            return (f"{Path(path).name} quantizes activations to uint8 (node {node.name or node.output[0]}); TensorRT "
+                    "needs int8 with zero point 0: set [export] activations = \"int8-symmetric\"")
+        if np.any(numpy_helper.to_array(zp) != 0):
+            return (f"{Path(path).name} has non-zero activation zero points (node {node.name or node.output[0]}); "
+                    "TensorRT needs zero point 0: set [export] activations = \"int8-symmetric\"")
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------- sessions
@@ -249,7 +347,8 @@ def _prepare_ort_cpu(target: Target, batch: int, opts: Options) -> Prepared:
     sess = make_session(_need_onnx(target), opts.threads, ["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     x = _host_input(batch, target.input_shape)
-    info = _ort_info(sess, {"intra_op_threads": opts.threads, "inter_op_threads": 1, "spinning": False})
+    info = _ort_info(sess, {"intra_op_threads": opts.threads, "inter_op_threads": 1, "spinning": False,
+                            "precision": target.precision})
     last: list[Any] = []
 
     def call() -> None:
@@ -274,13 +373,21 @@ def trt_cache_dir(target: Target, batch: int, opts: Options) -> Path:
 
 
 def _trt_provider(target: Target, batch: int, opts: Options) -> tuple[str, dict[str, Any]]:
-    name = _input_name(_need_onnx(target))
+    """TensorRT EP options: fp16 kernels allowed for an FP16 file only, INT8 for an INT8 (QDQ) file only, so that each
+    row is the precision it says."""
+    path = _need_onnx(target)
+    if target.precision == "int8":
+        problem = qdq_problem(path)
+        if problem:
+            raise Unavailable(problem)
+    name = _input_name(path)
     dims = "x".join(str(d) for d in (batch, *target.input_shape))
     cache = trt_cache_dir(target, batch, opts)
     cache.mkdir(parents=True, exist_ok=True)
     profile = f"{name}:{dims}"
     return ("TensorrtExecutionProvider", {
-        "device_id": 0, "trt_fp16_enable": False, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+        "device_id": 0, "trt_fp16_enable": target.precision == "fp16", "trt_int8_enable": target.precision == "int8",
+        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
         "trt_profile_min_shapes": profile, "trt_profile_opt_shapes": profile, "trt_profile_max_shapes": profile,
     })
 
@@ -305,7 +412,8 @@ def _prepare_ort_device(target: Target, batch: int, opts: Options, providers: li
     info = _ort_info(sess, {"iobinding": bind, "intra_op_threads": opts.threads,
                             "provider_options": {k: v for k, v in sess.get_provider_options().get(
                                 sess.get_providers()[0], {}).items() if k in (
-                                "cudnn_conv_algo_search", "trt_fp16_enable", "device_id")}})
+                                "cudnn_conv_algo_search", "trt_fp16_enable", "trt_int8_enable", "device_id")},
+                            "precision": target.precision})
     if not bind:
         last: list[Any] = []
 
@@ -330,10 +438,138 @@ def _prepare_ort_device(target: Target, batch: int, opts: Options, providers: li
                     fetch=lambda: [y.numpy() for y in y_dev])
 
 
+# --------------------------------------------------------------------------------------------------------- OpenVINO
+OPENVINO_PROPERTIES = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT",
+                       "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "EXECUTION_MODE_HINT")
+
+
+def openvino_config(threads: int) -> dict[str, Any]:
+    """CPU compile settings: latency hint, threads pinned to the harness's, fp32 inference precision."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads), "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _prepare_openvino(target: Target, batch: int, opts: Options) -> Prepared:
+    ov = openvino_module()
+    path = _need_onnx(target)
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path))
+        model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch, *target.input_shape])})
+        compiled = core.compile_model(model, "CPU", openvino_config(opts.threads))
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses with long messages
+        raise Unavailable(f"OpenVINO could not compile {path.name}: {' '.join(str(e).split())[:200]}") from None
+    request = compiled.create_infer_request()
+    x = _host_input(batch, target.input_shape)
+    tensor = ov.Tensor(x, shared_memory=True)   # wraps x without a copy: x must live as long as the request
+    request.set_input_tensor(tensor)
+    outputs = len(compiled.outputs)
+
+    def call() -> None:
+        request.infer()
+        call.keep = (x, tensor)   # type: ignore[attr-defined]
+
+    props = {}
+    for key in OPENVINO_PROPERTIES:
+        try:
+            value = compiled.get_property(key)
+            props[key] = value.to_string() if hasattr(value, "to_string") else str(value)   # ov.Type -> "f32"
+        except Exception:  # noqa: BLE001 - a property this version does not have
+            continue
+    info = {"openvino": ov.get_version(), "device": "CPU", "properties": props, "precision": target.precision}
+    return Prepared(_timed_host(call), "perf_counter (synchronous InferRequest.infer)", info,
+                    fetch=lambda: [np.array(request.get_output_tensor(i).data) for i in range(outputs)])
+
+
+# --------------------------------------------------------------------------------------------------------- TensorRT
+def network_flags(trt: Any) -> int:
+    """``create_network`` flags for a strongly typed network: the flag on TensorRT 10, nothing on 11+ (always)."""
+    major = int(str(trt.__version__).split(".")[0])
+    if major >= 11:
+        return 0
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if flag is None:
+        raise Unavailable(f"tensorrt {trt.__version__} has no strongly typed networks; {INSTALL_TENSORRT}")
+    return 1 << int(flag)
+
+
+def build_engine(trt: Any, path: Path, input_shape: tuple[int, ...], logger: Any) -> Any:
+    """A serialized engine for ONNX file ``path`` at the fixed ``input_shape`` (batch first): strongly typed (the file's
+    own types: fp32, fp16, or Q/DQ INT8), TF32 off, ``TRT_WORKSPACE`` bytes of workspace. ``Unavailable`` when the
+    parser or the builder refuses."""
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(path.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise Unavailable(f"TensorRT's ONNX parser rejected {path.name}: {(errors or ['no detail'])[0][:200]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, TRT_WORKSPACE)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)   # an fp32 engine computes in fp32
+    profile = builder.create_optimization_profile()
+    name = network.get_input(0).name
+    profile.set_shape(name, input_shape, input_shape, input_shape)
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise Unavailable(f"TensorRT could not build an engine from {path.name} (see its log above)")
+    return plan
+
+
+def _prepare_tensorrt(target: Target, batch: int, opts: Options) -> Prepared:
+    trt = tensorrt_module()
+    path = _need_onnx(target)
+    if target.precision == "int8":
+        problem = qdq_problem(path)
+        if problem:
+            raise Unavailable(problem)
+    shape = (batch, *target.input_shape)
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(build_engine(trt, path, shape, logger))
+    context = engine.create_execution_context()
+    dev = torch.device("cuda")
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    context.set_input_shape(inputs[0], shape)
+    buffers: dict[str, torch.Tensor] = {}
+    for n in names:
+        dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(engine.get_tensor_dtype(n)))).dtype
+        buffers[n] = torch.empty(tuple(context.get_tensor_shape(n)), dtype=dtype, device=dev)
+        context.set_tensor_address(n, buffers[n].data_ptr())
+    buffers[inputs[0]].copy_(torch.from_numpy(_host_input(batch, target.input_shape)).to(dev))
+    torch.cuda.synchronize()   # the input copy ran on the current stream; the engine runs on its own
+    stream = torch.cuda.Stream()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    outputs = [n for n in names if n not in inputs]
+
+    def timed() -> float:
+        start.record(stream)
+        ok = context.execute_async_v3(stream.cuda_stream)
+        end.record(stream)
+        end.synchronize()
+        if not ok:
+            raise RuntimeError("TensorRT execute_async_v3 returned false")
+        return start.elapsed_time(end) / 1e3
+
+    def close() -> None:
+        nonlocal context, engine
+        context = engine = None   # engine memory goes back before the next cell builds its own
+        buffers.clear()
+        torch.cuda.empty_cache()
+
+    info = {"tensorrt": trt.__version__, "precision": target.precision, "strongly_typed": True, "tf32": False,
+            "workspace_bytes": TRT_WORKSPACE, "gpu": torch.cuda.get_device_name(0)}
+    return Prepared(timed, "cuda_event (on the engine's stream)", info, uses_torch_allocator=True, close=close,
+                    fetch=lambda: [buffers[n].float().cpu().numpy() for n in outputs])
+
+
 # --------------------------------------------------------------------------------------------------------- entry point
 def prepare(runtime: str, target: Target, batch: int, device: str, opts: Options) -> Prepared:
     """Build a timed call for ``target`` (raises ``Unavailable`` with the reason)."""
     check(runtime, device)
+    problem = precision_problem(runtime, device, target.precision)
+    if problem:
+        raise Unavailable(problem)
     if runtime == "pytorch":
         return _prepare_torch(target, batch, device, opts, graphs=False)
     if runtime == "pytorch-cudagraph":
@@ -346,4 +582,8 @@ def prepare(runtime: str, target: Target, batch: int, device: str, opts: Options
         return _prepare_ort_device(target, batch, opts, [_cuda_provider()], bind=False)
     if runtime == "onnxruntime-trt":
         return _prepare_ort_device(target, batch, opts, [_trt_provider(target, batch, opts), _cuda_provider()], bind=True)
+    if runtime == "openvino":
+        return _prepare_openvino(target, batch, opts)
+    if runtime == "tensorrt":
+        return _prepare_tensorrt(target, batch, opts)
     raise Unavailable(f"unknown runtime {runtime!r}")

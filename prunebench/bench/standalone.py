@@ -105,9 +105,12 @@ def resolve_targets(paths: Sequence[str], log=lambda s: None) -> Iterator[tuple[
 
 
 def _onnx_target(path: Path, ident: str) -> Target:
+    from prunebench.bench.runtimes import precision_of
+
     shape = onnx_counts.input_shape(path)   # a file that is not an ONNX model is a one-line error here
     return Target(ident, shape, onnx=path, model=None, macs=onnx_counts.macs(path),
-                  params=None, meta={"source": str(path), "onnx_values": onnx_counts.params(path)})
+                  params=None, meta={"source": str(path), "onnx_values": onnx_counts.params(path)},
+                  precision=precision_of(path))   # an INT8/FP16 file is timed (and skipped) as what it is
 
 
 def _model_target(d: Path, ident: str, tmp: Path, log) -> Target:

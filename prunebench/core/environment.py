@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 PACKAGES = ("prunebench", "torch", "torchvision", "torch-pruning", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu",
-            "numpy")
+            "numpy", "scipy", "openvino", "tensorrt")
 
 
 def cpu_model() -> str:

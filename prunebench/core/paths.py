@@ -11,8 +11,9 @@ Layout of ``prunebench run --out DIR``::
     seed<S>/<label>/<variant>/         model.pt, arch.json, train.json; model.onnx, measure.json (one per regime variant)
     seed<S>/arch-<digest>/<variant>/   a from-scratch run keyed by its planned architecture, shared by the entries that
                                        prune to it (see prunebench.pipeline.graph)
-    seed<S>/latency.json               all variants of the seed, measured interleaved
-    results.json, report.md, pareto.png
+                                       with [export] int8 / fp16: model.int8.onnx, model.fp16.onnx, quantize.json
+    seed<S>/latency.json               all variants of the seed (fp32, INT8, FP16 files), measured interleaved
+    results.json, report.md, report.html, summary.md, pareto.png, pareto-<runtime>-<device>-b<batch>.png
 
 ``label`` is a [[prune]] entry's label (``l1-norm-r0.5``); ``variant`` is what a regime adds (``finetune``,
 ``scratch-b``, ``lottery-lr0.1``, ``scale-0.5x``, …).
@@ -28,6 +29,8 @@ LOCK = ".lock"
 LOCK_HOLDER = ".lock.json"
 RESULTS = "results.json"
 REPORT = "report.md"
+REPORT_HTML = "report.html"  # self-contained: tables, plots as data: URIs, environment
+SUMMARY = "summary.md"       # a few lines for a CI job summary or a pull-request comment
 PARETO = "pareto.png"
 LATENCY = "latency.json"
 # folders
@@ -45,6 +48,10 @@ KEPT = "kept.json"           # surviving original channel indices per pruned lay
 MASK = "mask.pt"             # weight masks of an unstructured method
 ONNX = "model.onnx"
 MEASURE = "measure.json"     # export + verification + accuracy record of a variant
+INT8_ONNX = "model.int8.onnx"   # static QDQ INT8 copy of model.onnx (prunebench.export.quantize)
+FP16_ONNX = "model.fp16.onnx"   # FP16 copy of model.onnx, fp32 inputs/outputs (for GPU runtimes)
+QUANTIZE = "quantize.json"      # the quantize stage's record: calibration, checks, accuracy per precision
+PRECISION_FILES = {"fp32": ONNX, "int8": INT8_ONNX, "fp16": FP16_ONNX}
 
 
 def seed_dir(out: Path, seed: int) -> Path:
@@ -76,3 +83,19 @@ def arch_run_key(seed: int, arch: str, variant: str) -> str:
 def variant_key(seed: int, label: str | None, variant: str) -> str:
     """The id a variant has in results.json and latency tables: ``seed0/baseline``, ``seed0/l1-norm-r0.5/scratch-b``."""
     return f"seed{seed}/{label + '/' if label else ''}{variant}"
+
+
+def pareto_file(runtime: str, device: str, batch: int) -> str:
+    """One accuracy-vs-latency plot per timed (runtime, device, batch): ``pareto-onnxruntime-cpu-b1.png``."""
+    return f"pareto-{runtime}-{device}-b{batch}.png"
+
+
+def precision_key(key: str, precision: str) -> str:
+    """The id of a variant's quantized file in latency tables: ``seed0/baseline@int8`` (fp32 keeps the plain key)."""
+    return key if precision == "fp32" else f"{key}@{precision}"
+
+
+def split_precision_key(key: str) -> tuple[str, str]:
+    """(variant key, precision) of a latency-table id: the inverse of :func:`precision_key`."""
+    base, sep, precision = key.rpartition("@")
+    return (base, precision) if sep else (key, "fp32")

@@ -2,7 +2,9 @@
 
 Per seed: ``baseline`` → for each [[prune]] entry: [``sparse`` (a method's own training phase)] → ``prune`` → one
 ``train`` stage per variant that each listed regime adds → then one ``measure`` stage per trained network (export +
-verification + accuracy), one ``latency`` stage per seed (all its variants, interleaved), and the ``report``.
+verification + accuracy), with ``[export] int8`` / ``fp16`` one ``quantize`` stage per trained network after its
+``measure`` (model.int8.onnx / model.fp16.onnx, verified), one ``latency`` stage per seed (all its variants and their
+quantized files, interleaved), and the ``report``.
 
 Each stage's ``params`` hold exactly the plan fields it depends on, so its digest (``prunebench.core.stage``) changes
 when — and only when — something it depends on changes.
@@ -173,16 +175,29 @@ def build_graph(cfg: ExperimentConfig, out: str | Path, estimates: bool = False)
             measure_of[v["run_key"]] = g.add(Stage(f"{v['run_key']}/measure", "measure", v["directory"], paths.MEASURE,
                                                    {"variant": v["run_key"]}, inputs=(train_of[v["key"]],),
                                                    title="export ONNX, verify, accuracy", derived=True)).key
+    precisions = cfg.export.precisions
+    quantize_of: dict[str, str] = {}
+    for v in variants if precisions else ():   # one INT8/FP16 set per training run, like the measurement
+        if v["run_key"] not in quantize_of:
+            quantize_of[v["run_key"]] = g.add(Stage(
+                f"{v['run_key']}/quantize", "quantize", v["directory"], paths.QUANTIZE,
+                {"variant": v["run_key"], "export": to_mapping(cfg.export), **data_params(cfg)},
+                inputs=(measure_of[v["run_key"]],),
+                title=f"{' + '.join(p.upper() for p in precisions)} ONNX, verify, accuracy", derived=True)).key
+    extra = {"precisions": list(precisions)} if precisions else {}   # absent by default: digests of older runs hold
     latency = []
     for seed in cfg.seeds:
         mine = list({v["run_key"]: v for v in variants if v["seed"] == seed}.values())
+        files = 1 + len(precisions)
         latency.append(g.add(Stage(f"seed{seed}/latency", "latency", _rel(out, paths.seed_dir(out, seed)), paths.LATENCY,
                                    {"bench": to_mapping(cfg.bench),
-                                    "variants": [[v["run_key"], v["directory"]] for v in mine]},
-                                   inputs=tuple(measure_of[v["run_key"]] for v in mine),
-                                   title=f"latency of {len(mine)} variants, interleaved", derived=True,
-                                   exclusive=True)).key)
-    g.add(Stage("report", "report", ".", paths.RESULTS, {"variants": variants, "regimes": list(cfg.regimes)},
-                inputs=tuple(measure_of.values()) + tuple(latency), title="results.json, report.md, pareto.png",
-                derived=True, always=True))
+                                    "variants": [[v["run_key"], v["directory"]] for v in mine], **extra},
+                                   inputs=tuple(measure_of[v["run_key"]] for v in mine)
+                                   + tuple(quantize_of[v["run_key"]] for v in mine if v["run_key"] in quantize_of),
+                                   title=f"latency of {len(mine)} variants"
+                                         + (f" × {files} files" if files > 1 else "") + ", interleaved",
+                                   derived=True, exclusive=True)).key)
+    g.add(Stage("report", "report", ".", paths.RESULTS, {"variants": variants, "regimes": list(cfg.regimes), **extra},
+                inputs=tuple(measure_of.values()) + tuple(quantize_of.values()) + tuple(latency),
+                title="results.json, report.md, report.html, summary.md, pareto.png", derived=True, always=True))
     return g

@@ -179,21 +179,67 @@ def run_measure(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
     }
 
 
-def run_latency(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
-    """All variants of a seed through the measurement harness (prunebench.bench.harness), interleaved."""
-    from prunebench.bench.harness import HarnessConfig, measure
+def run_quantize(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
+    """The INT8 and/or FP16 copies of a variant's fp32 ONNX file, each verified against it (prunebench.export.quantize):
+    checker, parity and accuracy on the test split; an INT8 top-1 drop beyond ``[export] int8_tolerance`` is recorded
+    (and flagged by the report), not raised."""
+    from prunebench.export.quantize import calibration_images, convert_fp16, quantize_int8, verify_precision
+
+    key, d, e = stage.params["variant"], _dir(env, stage), env.cfg.export
+    fp32 = d / paths.ONNX
+    record: dict[str, Any] = {"variant": key}
+    for precision in e.precisions:
+        path = d / paths.PRECISION_FILES[precision]
+        if precision == "int8":
+            made = quantize_int8(fp32, path, calibration_images(env.data, e.calibration_images), e.calibration,
+                                 e.activations)
+        else:
+            made = convert_fp16(fp32, path)
+        check = verify_precision(fp32, path, precision, env.data, env.data.test, threads=env.cfg.bench.threads)
+        rec = check.to_dict(e.int8_tolerance if precision == "int8" else None)
+        record[precision] = {"file": path.name, "made": made, **rec}
+        flag = "" if rec["parity"]["ok"] and rec["accuracy"]["within_tolerance"] is not False else " (FLAGGED)"
+        env.log(f"{key}: {precision.upper()} top-1 {check.top1:.2f} % (fp32 {check.fp32_top1:.2f} %), agreement "
+                f"{100 * check.top1_agreement:.1f} %, logit error p99 {100 * check.p99_logit_error_rel:.2f} % (max "
+                f"{100 * check.max_logit_error_rel:.1f} %) of the range, {check.file_bytes / 1e6:.2f} MB{flag}")
+    return record
+
+
+def latency_targets(env: RunEnv, variants: list[list[str]], precisions: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """The harness targets of a seed — each variant's fp32 file (and PyTorch model) plus its quantized files — and
+    their speed-up references: fp32 → the baseline; ``X@int8`` → the baseline's INT8 file (pruned + INT8 vs dense +
+    INT8) and X's own fp32 file (what INT8 buys); the baseline's INT8 file → the baseline's fp32 file."""
     from prunebench.bench.runtimes import Target
 
-    b = env.cfg.bench
     shape = tuple(env.data.input_shape)
     targets = []
-    for key, directory in stage.params["variants"]:
+    for key, directory in variants:
         d = env.out / directory
         counts = read_json(d / paths.MEASURE)["counts"]
         targets.append(Target(key, shape, onnx=d / paths.ONNX, model=load_pruned(d)[1].eval(), macs=counts["macs"],
                               params=counts["params"]))
-    base = next((key for key, _ in stage.params["variants"] if key.endswith(f"/{paths.BASELINE}")), None)
-    reference = {t.id: base for t in targets if base and t.id != base}
+        for precision in precisions:
+            targets.append(Target(paths.precision_key(key, precision), shape, onnx=d / paths.PRECISION_FILES[precision],
+                                  model=None, macs=counts["macs"], params=counts["params"], precision=precision))
+    base = next((key for key, _ in variants if key.endswith(f"/{paths.BASELINE}")), None)
+    reference: dict[str, Any] = {}
+    for t in targets:
+        key, precision = paths.split_precision_key(t.id)
+        refs = [] if base is None or key == base else [paths.precision_key(base, precision)]
+        if precision != "fp32":
+            refs.append(key)
+        if refs:
+            reference[t.id] = refs if len(refs) > 1 else refs[0]
+    return targets, reference
+
+
+def run_latency(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
+    """All variants of a seed (and their INT8 / FP16 files) through the measurement harness (prunebench.bench.harness),
+    interleaved in one run."""
+    from prunebench.bench.harness import HarnessConfig, measure
+
+    b = env.cfg.bench
+    targets, reference = latency_targets(env, stage.params["variants"], stage.params.get("precisions", []))
     cfg = HarnessConfig(batch_sizes=tuple(b.batch_sizes), threads=b.threads, runtimes=tuple(b.runtimes),
                         devices=tuple(b.devices), repeats=b.repeats, warmup=b.warmup)
     seed = stage.key.split("/")[0]
@@ -209,4 +255,5 @@ def run_report(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
 
 
 KINDS: dict[str, Impl] = {"baseline": run_baseline, "sparse": run_sparse, "prune": run_prune, "train": run_train,
-                          "measure": run_measure, "latency": run_latency, "report": run_report}
+                          "measure": run_measure, "quantize": run_quantize, "latency": run_latency,
+                          "report": run_report}

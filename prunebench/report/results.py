@@ -10,17 +10,27 @@ Schema ``prunebench.results/1``::
                    "run" (the training run's key: another entry's shared run, or its own id), "shared_with" (labels),
                    "accuracy": {"top1", "top5", "best_top1", "best_epoch", "onnx_top1", "onnx_top5", "onnx_top1_gap"},
                    "params", "macs", "macs_cross_check", "file_bytes", "onnx": {...checks...},
-                   "training": {"epochs", "lr", "wall_s", "budget"}, "widths",
+                   "training": {"epochs", "lr", "wall_s", "budget", "history_top1"}, "widths",
                    "alignment": {"multiple", "layers", "misaligned", "examples"} (conv/linear widths not ×8),
                    "latency": [{"runtime", "device", "batch", "threads", "n", "median_ms", "iqr_ms", "p90_ms", "p99_ms",
-                                "mean_ms", "throughput_ips", "warmup_calls", "warmup_stable", "peak_mem_mb", ...}]}],
+                                "mean_ms", "throughput_ips", "warmup_calls", "warmup_stable", "peak_mem_mb", ...}],
+                   "int8": null | {"file", "file_bytes", "checker_ok", "made": {format, calibration, ...},
+                            "parity": {"top1_agreement", "p99_logit_error_rel", "max_logit_error_rel",
+                                       "tolerance", "ok", "images"},
+                            "accuracy": {"top1", "top5", "fp32_top1", "drop_points", "tolerance_points",
+                                         "within_tolerance"},
+                            "latency": [rows as above, timed in the same interleaved run as the fp32 file]},
+                   "fp16": null | {same as int8; accuracy.tolerance_points null}}],
      "speedups": [{"variant", "reference", "runtime", "device", "batch", "threads", "speedup", "ci_low", "ci_high",
-                   "ci_level", "theoretical", "efficiency"}]   (see prunebench.bench.harness),
+                   "ci_level", "theoretical", "efficiency"}]   (see prunebench.bench.harness; ``variant`` / ``reference``
+                   ids of quantized files end in ``@int8`` / ``@fp16``: X@int8 has two entries, against the baseline's
+                   INT8 file and against X's own fp32 file),
      "skipped": [{"runtime"?, "device", "batch"?, "reason"}],
      "stage": {"key", "kind", "digest", "params"}}   (the report stage's stamp: what the document was computed from)
 
 Accuracy is the **final-epoch** test top-1 (primary); ``best_top1`` (best over epochs, as the paper's code reported) is
-kept separately and labelled as such.
+kept separately and labelled as such. ``training.history_top1`` is the test top-1 after each epoch (the convergence check
+of the report reads the baseline's).
 
 ``regime`` is the variant's name: baseline, or what a regime plug-in (prunebench/regimes/) adds — finetune | scratch-e |
 scratch-b, and for the opt-in regimes ``lottery`` → lottery-lr0.1, lottery-lr0.01 (original init of the large model, replayed
@@ -69,6 +79,7 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: Sequence[dict[str, Any
         d = out / v["directory"]
         m = read_json(d / paths.MEASURE)
         t = read_json(d / paths.TRAIN)
+        q = read_json(d / paths.QUANTIZE) if (d / paths.QUANTIZE).exists() and cfg.export.precisions else {}
         records.append({
             "id": v["key"], "seed": v["seed"], "regime": v["regime"], "regime_kind": v["regime_kind"],
             "title": v["title"], "same_architecture": v["same_architecture"],
@@ -78,13 +89,16 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: Sequence[dict[str, Any
             "nonzero": m.get("nonzero_counts"),
             "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"],
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
-                         "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from")},
+                         "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from"),
+                         "history_top1": [h.get("top1") for h in t.get("history", [])]},
             "widths": m["widths"], "alignment": m.get("alignment"),
             "latency": latency.get(v.get("run_key", v["key"]), []),
             "run": v.get("run_key", v["key"]),
             "shared_with": sorted(w["label"] for w in variants if w is not v and w.get("run_key", w["key"])
                                   == v.get("run_key", v["key"])),
             "prune_cost": None if v["spec"] is None else _prune_cost(paths.entry_dir(out, v["seed"], v["label"])),
+            **{p: None if p not in q else {**q[p], "latency": latency.get(paths.precision_key(v.get("run_key", v["key"]), p), [])}
+               for p in ("int8", "fp16")},
         })
     return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "environment": manifest(), "config": cfg.to_dict(), "data": data, "counting_rule": COUNTING_RULE,
