@@ -120,6 +120,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
+    """``prunebench run``: validate the plan and execute its stage graph (or, with ``--dry-run``, describe it). Returns
+    0."""
     from prunebench.config import load_config
 
     cfg = load_config(args.config, _overrides(args))
@@ -179,6 +181,9 @@ def explain(model: Any, model_name: str, as_json: bool) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    """``prunebench prune``: prune one model once and print MACs and params before/after (one image; ``--json`` for
+    JSON), saving to ``--out``. Raises :class:`PrunebenchError` for bad flags, before any work; ``--explain`` lists the
+    prunable groups instead."""
     import torch
 
     from prunebench.core.io import ensure_writable
@@ -282,6 +287,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """``prunebench list``: the registered models, methods and regimes, or one method's options and presets
+    (``--method``)."""
     from tabulate import tabulate
 
     from prunebench.core.params import describe
@@ -319,12 +326,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``prunebench bench``: see :func:`prunebench.bench.standalone.run_cli`."""
     from prunebench.bench.standalone import run_cli
 
     return run_cli(args)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``prunebench compare``: see :func:`prunebench.bench.compare.run_cli`."""
     from prunebench.bench.compare import run_cli
 
     return run_cli(args)
@@ -348,6 +357,8 @@ PRUNE_EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every subcommand (run, prune, list, bench, compare), with help and examples from field
+    metadata."""
     from prunebench.bench import arguments as bench_arguments
     from prunebench.bench import compare as _compare
     from prunebench.config import BenchConfig, ExperimentConfig, ExportConfig, FinetuneConfig, ScratchConfig, TrainConfig

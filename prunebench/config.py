@@ -63,9 +63,13 @@ class TrainConfig:
     num_workers: int = param(0, "DataLoader worker processes (streamed datasets only)", unit="processes")
 
     def milestone_epochs(self) -> list[int]:
+        """The epochs at which the step schedule multiplies the lr by ``gamma``: ``milestones`` (fractions) ×
+        ``epochs``, sorted."""
         return sorted({int(self.epochs * m) for m in self.milestones if 0 < int(self.epochs * m) < self.epochs})
 
     def problems(self, section: str) -> list[str]:
+        """Every problem of this training section (epochs, lr, batch size, momentum, weight decay, gamma, milestones,
+        workers), prefixed with ``section``; [] if valid."""
         out = []
         if self.epochs < 1:
             out.append(f"{section}.epochs must be ≥ 1, got {self.epochs}")
@@ -101,6 +105,8 @@ class PruneSpec:
 
     @property
     def label(self) -> str:
+        """The entry's directory name: ``name`` if given, else ``<method>-<preset>`` or ``<method>-r<ratio>``
+        (``-round<N>`` appended), or ``<method>-match-<label>`` for a matched ``reduced`` entry."""
         if self.name:
             return self.name
         if self.preset is None and self.ratio is None and self.match_of:  # `reduced` matched to another entry
@@ -122,6 +128,8 @@ class PruneSpec:
         return self.match[0] if self.match else None
 
     def problems(self, where: str) -> list[str]:
+        """Every problem of this [[prune]] entry (preset vs ratio, ratio in [0, 1), round_to ≥ 1), prefixed with
+        ``where``."""
         out = []
         if self.match_of is None and (self.preset is None) == (self.ratio is None):
             out.append(f"{where}: give exactly one of preset or ratio")
@@ -140,6 +148,7 @@ class FinetuneConfig:
     lr: float = param(0.001, "constant fine-tuning learning rate")
 
     def problems(self) -> list[str]:
+        """Every problem of the [finetune] section (epochs, lr), one line each; [] if valid."""
         out = [] if self.epochs >= 1 else [f"finetune.epochs must be ≥ 1, got {self.epochs}"]
         return out + ([] if self.lr > 0 else [f"finetune.lr must be > 0, got {self.lr}"])
 
@@ -153,6 +162,7 @@ class ScratchConfig:
                                              "model's MACs")
 
     def problems(self) -> list[str]:
+        """Every problem of the [scratch] section (b_max_epochs, scale_factors), one line each; [] if valid."""
         out = []
         if self.b_max_epochs is not None and self.b_max_epochs < 1:
             out.append(f"scratch.b_max_epochs must be ≥ 1, got {self.b_max_epochs}")
@@ -175,6 +185,8 @@ class BenchConfig:
     runtimes: tuple[str, ...] = param(("pytorch", "onnxruntime"), "runtimes to time (see `prunebench bench --help`)")
 
     def problems(self) -> list[str]:
+        """Every problem of the [bench] section (batch sizes, threads, repeats, warmup, devices, runtimes), one line
+        each; [] if valid."""
         out = []
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             out.append(f"bench.batch_sizes must be ≥ 1, got {list(self.batch_sizes)}")
@@ -216,6 +228,7 @@ class ExportConfig:
                                        "before the report flags it", unit="points")
 
     def problems(self) -> list[str]:
+        """Every problem of the [export] section (calibration images, INT8 tolerance), one line each; [] if valid."""
         out = []
         if self.calibration_images < 1:
             out.append(f"export.calibration_images must be ≥ 1, got {self.calibration_images}")
@@ -288,10 +301,12 @@ class ExperimentConfig:
         return out
 
     def validate(self) -> "ExperimentConfig":
+        """Return ``self``. Raises :class:`PrunebenchError` listing every problem of the plan on one line."""
         raise_problems(self.problems())
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole plan as nested plain dicts (what config.json holds)."""
         return dataclasses.asdict(self)
 
 

@@ -44,18 +44,22 @@ def init_from_env(device: str = "auto") -> None:
 
 
 def is_distributed() -> bool:
+    """True under torchrun with an initialized process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
+    """This process's rank; 0 when not distributed."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """Number of ranks; 1 when not distributed."""
     return dist.get_world_size() if is_distributed() else 1
 
 
 def is_main() -> bool:
+    """True on rank 0 (always in a single-process run): the rank that writes files, prunes, measures and reports."""
     return rank() == 0
 
 
@@ -67,6 +71,7 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 
 def barrier() -> None:
+    """Wait for every rank (no-op in a single-process run)."""
     if is_distributed():
         dist.barrier()
 

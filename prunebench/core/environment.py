@@ -16,6 +16,7 @@ PACKAGES = ("prunebench", "torch", "torchvision", "torch-pruning", "onnx", "onnx
 
 
 def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what ``platform`` reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -26,6 +27,7 @@ def cpu_model() -> str:
 
 
 def versions() -> dict[str, str]:
+    """Installed versions of the packages in ``PACKAGES`` (absent ones left out), by distribution name."""
     out = {}
     for p in PACKAGES:
         try:
@@ -36,6 +38,7 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """The short commit of the prunebench checkout, or None outside a git checkout (or without git)."""
     try:
         here = Path(__file__).resolve().parents[2]
         return subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -45,6 +48,8 @@ def git_commit() -> str | None:
 
 
 def manifest() -> dict[str, Any]:
+    """The machine and software a run measured on (CPU, threads, versions, commit; GPU, CUDA, cuDNN and driver when CUDA
+    is available; ONNX Runtime providers), as a JSON-able dict."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),

@@ -40,6 +40,8 @@ _ENVIRONMENT = {
 
 
 def is_environment_error(e: BaseException) -> bool:
+    """True if ``e`` is an ``OSError`` caused by the user's environment (full disk, quota, read-only, permissions, ...).
+    """
     return isinstance(e, OSError) and e.errno in _ENVIRONMENT
 
 

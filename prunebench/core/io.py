@@ -125,6 +125,7 @@ def identity(*files: str | Path) -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_write`); returns ``path``."""
     def _write(tmp: str) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
@@ -134,6 +135,7 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`); returns ``path``."""
     def _write(tmp: str) -> None:
         Path(tmp).write_text(text)
 
@@ -141,6 +143,8 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
+    """The parsed JSON of ``path``. Raises :class:`PrunebenchError` if it is missing, a directory, not valid JSON or
+    unreadable."""
     try:
         with open(path) as f:
             return json.load(f)

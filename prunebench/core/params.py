@@ -36,6 +36,7 @@ def key_of(f: Field) -> str:
 
 
 def default_of(f: Field) -> Any:
+    """The default of dataclass field ``f`` (calling its default factory), or ``MISSING`` if it has none."""
     if f.default is not MISSING:
         return f.default
     if f.default_factory is not MISSING:  # type: ignore[misc]
@@ -75,6 +76,8 @@ def describe(cls: type) -> list[tuple[str, str, str]]:
 
 
 def type_name(tp: Any) -> str:
+    """A human name for type annotation ``tp`` for help text (``int | none``, ``list of float``, ``table``, literals).
+    """
     origin, args = typing.get_origin(tp), [a for a in typing.get_args(tp) if a is not type(None)]
     if origin in (typing.Union, types.UnionType):
         return " | ".join(type_name(a) for a in args) + (" | none" if type(None) in typing.get_args(tp) else "")

@@ -55,14 +55,17 @@ PRECISION_FILES = {"fp32": ONNX, "int8": INT8_ONNX, "fp16": FP16_ONNX}
 
 
 def seed_dir(out: Path, seed: int) -> Path:
+    """``<out>/seed<seed>``."""
     return Path(out) / f"seed{seed}"
 
 
 def baseline_dir(out: Path, seed: int) -> Path:
+    """``<out>/seed<seed>/baseline``."""
     return seed_dir(out, seed) / BASELINE
 
 
 def entry_dir(out: Path, seed: int, label: str) -> Path:
+    """``<out>/seed<seed>/<label>``: a [[prune]] entry's directory."""
     return seed_dir(out, seed) / label
 
 
@@ -77,6 +80,7 @@ def arch_run_dir(out: Path, seed: int, arch: str, variant: str) -> Path:
 
 
 def arch_run_key(seed: int, arch: str, variant: str) -> str:
+    """Stage key of a from-scratch run shared by every entry that prunes to architecture digest ``arch``."""
     return f"seed{seed}/arch-{arch}/{variant}"
 
 

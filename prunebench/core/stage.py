@@ -49,6 +49,7 @@ class Stage:
     macs_ratio: float | None = None            # the trained network's MACs / the dense model's (time estimates only)
 
     def record_path(self, out: Path) -> Path:
+        """The record file this stage writes last: ``out / directory / record``."""
         return Path(out) / self.directory / self.record
 
 
@@ -65,6 +66,7 @@ class Graph:
         self._digests: dict[str, str] = {}
 
     def add(self, stage: Stage) -> Stage:
+        """Add ``stage`` and return it. Raises ``ValueError`` if its key is taken or it reads a stage not added yet."""
         if stage.key in self.stages:
             raise ValueError(f"stage {stage.key!r} added twice")
         missing = [k for k in stage.inputs if k not in self.stages]
@@ -83,6 +85,8 @@ class Graph:
         return self.stages[key]
 
     def digest(self, key: str) -> str:
+        """The stage's identity: 16 hex digits of SHA-256 over its kind, params and its inputs' digests (a Merkle
+        chain)."""
         if key not in self._digests:
             s = self.stages[key]
             payload = {"kind": s.kind, "params": s.params, "inputs": [self.digest(k) for k in s.inputs]}
@@ -121,6 +125,7 @@ def read_stamp(path: Path) -> dict[str, Any] | None:
 
 
 def state(graph: Graph, out: Path, stage: Stage) -> str:
+    """``done``, ``pending`` or ``stale`` for ``stage`` in run directory ``out`` (an ``always`` stage is never done)."""
     found = read_stamp(stage.record_path(out))
     if found is None:
         return PENDING
@@ -128,6 +133,7 @@ def state(graph: Graph, out: Path, stage: Stage) -> str:
 
 
 def states(graph: Graph, out: Path) -> dict[str, str]:
+    """:func:`state` of every stage of ``graph``, by key."""
     return {s.key: state(graph, out, s) for s in graph}
 
 
