@@ -57,10 +57,13 @@ class Architecture:
     ignore: list[str] = field(default_factory=list)          # layers the user protected from pruning (--ignore)
 
     def to_dict(self) -> dict[str, Any]:
+        """The architecture as JSON-able dict (what arch.json holds), with its schema version."""
         return {"schema": ARCH_SCHEMA, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Architecture":
+        """The architecture in ``d`` (arch.json's content). Raises :class:`PrunebenchError` for a non-object, an unknown
+        schema, unknown keys or missing/malformed model, num_classes or widths."""
         if not isinstance(d, Mapping):
             raise PrunebenchError(f"architecture file holds a JSON {type(d).__name__}, not an object; re-create it")
         d = dict(d)
@@ -113,11 +116,14 @@ def channel_multiples(model: nn.Module, model_name: str) -> dict[str, int]:
 
 
 def prunable_widths(model: nn.Module, model_name: str) -> dict[str, int]:
+    """{prunable layer: output channels} of ``model`` (the layers the model's prune rule allows)."""
     modules = dict(model.named_modules())
     return {n: _out_channels(modules[n]) for n in prunable_layers(model, model_name)}
 
 
 def architecture_of(model: nn.Module, model_name: str, num_classes: int, **meta: Any) -> Architecture:
+    """The :class:`Architecture` of ``model`` as it is now: prunable widths, removed blocks, input shape and ignored
+    layers (``meta`` overrides or adds fields)."""
     meta.setdefault("removed_blocks", removed_block_names(model))
     meta.setdefault("input_shape", list(input_shape_of(model, model_name)))
     meta.setdefault("ignore", list(ignored_of(model)))
@@ -150,6 +156,7 @@ def uniform_widths(model: nn.Module, model_name: str, ratio: float) -> dict[str,
 
 
 def keep_count(channels: int, rate: float) -> int:
+    """Channels kept out of ``channels`` when a fraction ``rate`` is removed: floor(channels·(1 − rate)), at least 1."""
     return max(1, int(channels * (1.0 - rate) + 1e-9))
 
 
@@ -252,6 +259,8 @@ def kept_channels(model: nn.Module) -> dict[str, list[int]]:
 
 
 def verify_widths(model: nn.Module, targets: Mapping[str, int]) -> None:
+    """Check every layer in ``targets`` has that many output channels. Raises ``RuntimeError`` (a bug, not user input)
+    naming a wrong one."""
     modules = dict(model.named_modules())
     wrong = {n: (_out_channels(modules[n]), w) for n, w in targets.items() if _out_channels(modules[n]) != w}
     if wrong:
@@ -312,6 +321,8 @@ def fresh_init_(model: nn.Module, model_name: str) -> nn.Module:
 
 
 def save_pruned(directory: str | Path, arch: Architecture, model: nn.Module) -> None:
+    """Write ``model``'s weights (model.pt) and ``arch`` (arch.json, last: its presence marks a complete save) to
+    ``directory``."""
     directory = Path(directory)
     save_state(directory / paths.MODEL, model.state_dict())
     write_json(directory / paths.ARCH, arch.to_dict())  # written last: its presence marks a complete save
@@ -329,6 +340,8 @@ def load_arch(path: str | Path) -> Architecture:
 
 
 def load_pruned(directory: str | Path, with_weights: bool = True) -> tuple[Architecture, nn.Module]:
+    """(architecture, model) saved by :func:`save_pruned` in ``directory``; ``with_weights=False`` builds the
+    architecture with fresh weights. Raises :class:`PrunebenchError` for a missing/malformed arch.json or checkpoint."""
     directory = Path(directory)
     arch = load_arch(directory / paths.ARCH)
     weights = load_state(directory / paths.MODEL) if with_weights else None

@@ -38,6 +38,8 @@ class BranchRemoved(nn.Module):
 
 
 def shortcut_of(block: nn.Module) -> tuple[str, nn.Module]:
+    """(attribute name, module) of a residual block's shortcut; a ``None`` shortcut is an ``nn.Identity``. Raises
+    :class:`PrunebenchError` if ``block`` has none."""
     for attr in SHORTCUT_ATTRS:
         if hasattr(block, attr):
             m = getattr(block, attr)
@@ -55,6 +57,7 @@ def residual_blocks(model: nn.Module) -> list[str]:
 
 
 def removed_block_names(model: nn.Module) -> list[str]:
+    """Module names of the residual branches replaced by ``BranchRemoved`` (depth pruning)."""
     return [n for n, m in model.named_modules() if isinstance(m, BranchRemoved)]
 
 

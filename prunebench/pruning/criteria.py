@@ -47,6 +47,8 @@ from prunebench.pruning.scaling import cost_of_widths, drop_lowest, global_order
 
 @dataclass(frozen=True)
 class LampOptions:
+    """Options of ``lamp``: global or per-layer allocation, and the budget (MACs or channels) of a global one."""
+
     allocation: Literal["global", "layer"] | None = param(
         None, "global: channels go where LAMP is globally lowest; layer: keep the plan's per-layer widths (default: "
               "global with --ratio, layer with a preset or widths plan)")
@@ -66,18 +68,24 @@ class SeededRandomImportance(tp.importance.RandomImportance):
 
 
 def l2_importance() -> Importance:
+    """torch-pruning's ``MagnitudeImportance(p=2)`` on the root layer's filters only (no group reduction, no
+    normalizer)."""
     return tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None)
 
 
 def lamp_importance() -> Importance:
+    """torch-pruning's ``LAMPImportance(p=2)`` (Lee et al., ICLR 2021: layer-adaptive magnitude-based pruning)."""
     return tp.importance.LAMPImportance(p=2)
 
 
 def group_norm_importance() -> Importance:
+    """torch-pruning's ``GroupMagnitudeImportance(p=2)``: L2 norm over every coupled parameter of a group (Fang et al.,
+    DepGraph, CVPR 2023)."""
     return tp.importance.GroupMagnitudeImportance(p=2)
 
 
 def taylor_importance() -> Importance:
+    """torch-pruning's ``GroupTaylorImportance`` (needs gradients accumulated on the model)."""
     return tp.importance.GroupTaylorImportance()
 
 
@@ -106,10 +114,13 @@ def _slim(request: PruneRequest, importance: Importance) -> nn.Module:
 
 
 def prune_random(request: PruneRequest) -> nn.Module:
+    """``random``: slim to the plan's widths removing channels chosen at random (seeded by ``request.seed``). Returns
+    the slimmed model."""
     return _slim(request, SeededRandomImportance(request.seed))
 
 
 def prune_l2(request: PruneRequest) -> nn.Module:
+    """``l2-norm``: slim to the plan's widths removing the filters of lowest L2 norm. Returns the slimmed model."""
     return _slim(request, l2_importance())
 
 
@@ -132,6 +143,8 @@ def lamp_global_widths(model: nn.Module, example: torch.Tensor, targets: dict[st
 
 
 def prune_lamp(request: PruneRequest) -> nn.Module:
+    """``lamp``: LAMP scores (Lee et al., ICLR 2021) decide which channels go, globally at the plan's MACs or channel
+    count, or per layer at the plan's widths. Returns the slimmed model; the allocation lands in ``request.notes``."""
     targets = request.target_widths()
     default = "global" if request.preset is None and request.widths is None else "layer"
     allocation = request.options.allocation or default
@@ -153,10 +166,14 @@ def prune_lamp(request: PruneRequest) -> nn.Module:
 
 
 def prune_group_norm(request: PruneRequest) -> nn.Module:
+    """``group-norm``: slim to the plan's widths removing the lowest group L2 norms (torch-pruning). Returns the slimmed
+    model."""
     return _slim(request, group_norm_importance())
 
 
 def prune_taylor(request: PruneRequest) -> nn.Module:
+    """``taylor``: first-order Taylor importance |w·∂L/∂w| (Molchanov et al., CVPR 2019; torch-pruning) from gradients
+    accumulated on the calibration batches. Returns the slimmed model; gradients are cleared."""
     accumulate_gradients(request.model, request.calibration)
     try:
         return _slim(request, taylor_importance())

@@ -42,6 +42,8 @@ from prunebench.pruning.scaling import MacsTracker, cost_of_widths
 
 @dataclass(frozen=True)
 class FisherOptions:
+    """Options of ``fisher``: removal cadence and size, the fine-tuning recipe while pruning, and the stopping rule."""
+
     every: int = param(1, "fine-tuning steps between removal events", unit="steps")
     per_removal: int | Literal["auto"] = param(
         "auto", "channels removed per event; auto: the plan's channel count spread over `events` events")
@@ -54,6 +56,7 @@ class FisherOptions:
     max_steps: int | None = param(None, "stop with an error after this many fine-tuning steps", unit="steps")
 
     def problems(self) -> list[str]:
+        """Out-of-range options (every, events, per_removal), one line each; [] if valid."""
         out = [f"{k} must be ≥ 1" for k in ("every", "events") if getattr(self, k) < 1]
         if self.per_removal != "auto" and self.per_removal < 1:
             out.append("per_removal must be ≥ 1 or \"auto\"")
@@ -88,9 +91,11 @@ class FisherSaliency:
         return hook
 
     def reset(self) -> None:
+        """Zero the accumulated saliency ({layer: (C,) tensor}, C its current output channels)."""
         self.saliency = {n: torch.zeros(_out_channels(m), device=m.weight.device) for n, m in self.layers.items()}
 
     def remove(self) -> None:
+        """Remove the forward hooks."""
         for h in self.handles:
             h.remove()
 
@@ -108,6 +113,9 @@ def channels_per_removal(o: dict[str, Any], dense: dict[str, int], targets: dict
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``fisher``: remove the channel of lowest Fisher saliency (Theis et al. 2018), fine-tuning between removals on the
+    calibration batches, until the plan's MACs (or per-layer widths). Raises :class:`PrunebenchError` without
+    calibration batches. Returns the slimmed model."""
     o = _options(request)
     model = request.model
     device = next(model.parameters()).device

@@ -51,6 +51,9 @@ from prunebench.pruning.registry import Method, PruneRequest, register_method
 
 @dataclass(frozen=True)
 class GreedyForwardOptions:
+    """Options of ``greedy-forward``: candidates per step, stopping tolerance, fine-tuning between layers, layers left
+    whole."""
+
     candidates: int = param(50, "unselected channels drawn per selection step (the paper's 50)")
     tolerance: float = param(0.98, "stop a layer when accuracy ≥ tolerance × the unrestricted network's; above 1 every "
                                    "layer grows to its width bound")
@@ -64,6 +67,7 @@ class GreedyForwardOptions:
                            unit="layers")
 
     def problems(self) -> list[str]:
+        """Out-of-range options (candidates, skip_first, skip_last, chunk), one line each; [] if valid."""
         out = [f"{k} must be ≥ 1" for k in ("candidates",) if getattr(self, k) < 1]
         out += [f"{k} must be ≥ 0" for k in ("skip_first", "skip_last") if getattr(self, k) < 0]
         return out + (["chunk must be ≥ 1"] if self.chunk is not None and self.chunk < 1 else [])
@@ -177,6 +181,8 @@ def select_channels(request: PruneRequest) -> dict[str, list[int]]:
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``greedy-forward``: keep the channels :func:`select_channels` picks (Ye et al., ICML 2020), in selection order.
+    Returns the slimmed model."""
     selected = select_channels(request)
     modules = dict(request.model.named_modules())
     scores = {}

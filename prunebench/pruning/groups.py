@@ -57,10 +57,12 @@ class GroupInfo:
 
 
 def out_fn(layer: nn.Module) -> Any:
+    """torch-pruning's out-channel pruning function for ``layer`` (linear or conv)."""
     return tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
 
 
 def out_channels(layer: nn.Module) -> int:
+    """Output channels of a conv (``out_channels``) or linear layer (``out_features``)."""
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 

@@ -87,6 +87,8 @@ PRESETS = (
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``l1-norm`` (Li et al., ICLR 2017): slim each layer to the plan's width, removing the filters of smallest Σ|w|
+    (torch-pruning). Returns the slimmed model."""
     return slim_to_widths(request.model, request.example, request.target_widths(), importance=IMPORTANCE)
 
 

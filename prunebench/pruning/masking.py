@@ -63,6 +63,7 @@ class SiteMask:
         return (out.view(k, -1, *out.shape[1:]) * m.view(k, 1, -1, *extra)).view_as(out)
 
     def remove(self) -> None:
+        """Remove the forward hook."""
         self.handle.remove()
 
 

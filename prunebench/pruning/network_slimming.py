@@ -74,6 +74,9 @@ BUDGETS = ("percent", "macs")  # --ratio as the paper's percent of channels, or 
 
 @dataclass(frozen=True)
 class SlimmingOptions:
+    """Options of ``network-slimming``: the budget (the paper's percent of BN channels, or the uniform plan's MACs) and
+    λ."""
+
     budget: Literal["percent", "macs"] = param(
         "percent", "percent: --ratio is the paper's share of all BN channels under one global |γ| threshold; macs: remove "
                    "lowest-|γ| channels until the uniform plan's MACs at --ratio")
@@ -81,6 +84,7 @@ class SlimmingOptions:
                                     "1e-5 otherwise, as in the paper)", key="lambda")
 
     def problems(self) -> list[str]:
+        """["lambda must be ≥ 0, ..."] for a negative λ; [] otherwise."""
         return [] if self.lam is None or self.lam >= 0 else [f"lambda must be ≥ 0, got {self.lam}"]
 SCORE = tp.importance.BNScaleImportance(group_reduction="max", normalizer=None)
 
@@ -158,6 +162,8 @@ def global_threshold(scores: dict[str, torch.Tensor], percent: float,
 
 
 def slimming_widths(model: nn.Module, model_name: str, percent: float) -> dict[str, int]:
+    """{prunable layer: width} left by removing the lowest ``percent`` of all BN channels under one global |γ|
+    threshold."""
     return global_threshold(channel_scores(model, model_name), percent, bn_population(model))[0]
 
 
@@ -166,6 +172,9 @@ def _percent_of(preset: Preset) -> float:
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``network-slimming`` (Liu et al., ICCV 2017): remove the channels of lowest BN |γ| under one global threshold (or
+    down to the uniform plan's MACs). Raises :class:`PrunebenchError` for budget ``macs`` without a ratio. Returns the
+    slimmed model."""
     scores = channel_scores(request.model, request.model_name, request.example)
     if request.widths is not None:  # an explicit plan (e.g. a scaled width profile): remove the lowest |γ| to reach it
         return slim_to_widths(request.model, request.example, request.target_widths(), scores=scores)
@@ -223,6 +232,7 @@ class SlimmingHooks(TrainHooks):
 
 
 def default_lambda(model_name: str | None, model: nn.Module) -> float:
+    """λ of the sparsity penalty by model family (1e-4 for VGG, 1e-5 otherwise, as in Liu et al. 2017)."""
     if model_name is not None:
         return LAMBDA.get(get_model_spec(model_name).family, LAMBDA_DEFAULT)
     from prunebench.models.vgg_cifar import VGG

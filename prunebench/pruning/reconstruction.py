@@ -30,6 +30,9 @@ Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class Consumer:
+    """A layer reading a pruned layer's channels: its name, module, and the pruned channel feeding each of its input
+    channels."""
+
     name: str
     module: nn.Module          # nn.Conv2d (groups=1, zero padding) or nn.Linear on a flat input
     root: torch.Tensor         # (in_dim,) long: the pruned layer's channel feeding each input channel, -1 if another
@@ -44,14 +47,17 @@ class Consumer:
         return self.module.weight.detach().flatten(1)
 
     def feature_root(self) -> torch.Tensor:
+        """(in_dim·kk,) long: :attr:`root` per flattened weight column (channel-major, kernel position minor)."""
         return self.root.repeat_interleave(self.kk)
 
 
 def out_pruning_fn(layer: nn.Module):
+    """torch-pruning's out-channel pruning function for ``layer`` (linear or conv)."""
     return tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
 
 
 def out_channels(layer: nn.Module) -> int:
+    """Output channels of a conv (``out_channels``) or linear layer (``out_features``)."""
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
@@ -97,6 +103,8 @@ class Positions:
 
 
 def sample_positions(module: nn.Module, x: torch.Tensor, per_image: int, gen: torch.Generator) -> Positions:
+    """``per_image`` random output locations of ``module`` per image of ``x`` (N, C, H, W): image, row, column and
+    output unit indices, each (N·per_image,) long; rows and columns are 0 for a linear layer."""
     n = x.shape[0]
     image = torch.arange(n).repeat_interleave(per_image)
     unit = torch.randint(module.weight.shape[0], (n * per_image,), generator=gen)
@@ -217,6 +225,8 @@ def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, rel: float = 1e-6) -> tor
 
 
 def calibration_batches(calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None, method: str) -> Batches:
+    """The calibration batches as a list. Raises :class:`PrunebenchError` if there are none (``method`` names who needs
+    them)."""
     if calibration is None:
         raise PrunebenchError(f"{method} needs data: pass --data (imagefolder:PATH, cifar10 or synthetic)")
     batches = list(calibration)

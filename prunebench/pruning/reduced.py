@@ -38,11 +38,14 @@ from prunebench.pruning.scaling import cost_of_widths, solve_multiplier
 
 @dataclass(frozen=True)
 class ReducedOptions:
+    """Options of ``reduced``: the cost matched (MACs or params) and, in a plan, the entry whose cost to match."""
+
     match: Literal["macs", "params"] = param("macs", "the cost that --ratio (or the plan's cost) fixes")
     match_macs_of: str | None = param(None, "in a plan: the label of an earlier entry whose pruned MACs to match")
     match_params_of: str | None = param(None, "in a plan: the label of an earlier entry whose pruned params to match")
 
     def problems(self) -> list[str]:
+        """["give one of ..."] if both match_macs_of and match_params_of are given; [] otherwise."""
         if self.match_macs_of and self.match_params_of:
             return ["give one of match_macs_of and match_params_of"]
         return []
@@ -60,6 +63,8 @@ def target_cost(request: PruneRequest, metric: str) -> float:
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``reduced`` (Crowley et al. 2018): every prunable width scaled by one multiplier to the target MACs or params,
+    freshly initialised (seeded by ``request.seed``). Returns the thinner model."""
     metric = request.options.match
     target = target_cost(request, metric)
     profile = prunable_widths(request.model, request.model_name)

@@ -68,6 +68,8 @@ class PruneRequest:
 
 
 def check_prunable(model_name: str, allowed: Mapping[str, int], targets: Mapping[str, int]) -> None:
+    """Raises :class:`PrunebenchError` if ``targets`` names a layer not in ``allowed`` (the model's prune rule, or
+    ``--ignore``)."""
     bad = [n for n, w in targets.items() if n not in allowed and w is not None]
     if bad:
         rule = get_model_spec(model_name).prune_rule
@@ -76,6 +78,9 @@ def check_prunable(model_name: str, allowed: Mapping[str, int], targets: Mapping
 
 @dataclass(frozen=True)
 class Method:
+    """A registered pruning method: its prune function, summary, presets, options dataclass, and optional training-phase
+    hooks."""
+
     name: str
     prune: Callable[[PruneRequest], nn.Module]        # returns the slimmed model (usually request.model itself)
     summary: str
@@ -116,6 +121,8 @@ class Method:
         return opts
 
     def preset(self, model_name: str, name: str) -> Preset:
+        """The preset ``name`` (or its paper title) for ``model_name``. Raises :class:`PrunebenchError` listing the
+        presets there are."""
         for p in self.presets:
             if p.model == model_name and name in (p.name, p.title):
                 return p
@@ -132,8 +139,10 @@ METHODS: Registry[Method] = Registry("pruning method")
 
 
 def register_method(method: Method) -> Method:
+    """Register ``method`` under its name and return it. Raises ``ValueError`` if the name is taken."""
     return METHODS.register(method.name, method)
 
 
 def get_method(name: str) -> Method:
+    """The registered :class:`Method` called ``name``. Raises :class:`PrunebenchError` listing the known ones."""
     return METHODS.get(name)

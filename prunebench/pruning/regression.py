@@ -66,12 +66,15 @@ from prunebench.pruning.thinet import vgg_cfg_widths
 
 @dataclass(frozen=True)
 class RegressionOptions:
+    """Options of ``regression``: least-squares refit, sampled locations per image, and which outputs to reconstruct."""
+
     refit: bool = param(True, "least-squares refit of the next layer after the LASSO selection")
     samples_per_image: int = param(10, "output locations sampled per calibration image", unit="locations")
     target: Literal["original", "current"] = param("original", "reconstruct the original model's outputs, or the "
                                                                "partly pruned current model's")
 
     def problems(self) -> list[str]:
+        """["samples_per_image must be ≥ 1"] if it is not; [] otherwise."""
         return [] if self.samples_per_image >= 1 else ["samples_per_image must be ≥ 1"]
 
 MAX_FEATURES = 8192           # k²·c_in above which Gram matrices get too large for a CPU (VGG's 25 088-input FC)
@@ -164,6 +167,9 @@ class LayerSums:
 
 # ------------------------------------------------------------------------------------------------------------ method
 def prune(request: PruneRequest) -> nn.Module:
+    """``regression`` (He, Zhang & Sun, ICCV 2017): per layer in forward order, LASSO channel selection on sampled
+    consumer outputs, then a least-squares refit of the consumers. Raises :class:`PrunebenchError` without calibration
+    batches. Returns the slimmed model."""
     o = request.options
     opts = {"refit": o.refit, "samples_per_image": o.samples_per_image, "target": o.target}
     model, batches = request.model, calibration_batches(request.calibration, "regression")

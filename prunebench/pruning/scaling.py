@@ -105,6 +105,9 @@ class WidthCost:
 
 @dataclass(frozen=True)
 class Solution:
+    """One width multiplier's outcome: the multiplier, its widths, the cost reached (MACs or params), the target, and
+    whether the target was out of reach (clamped)."""
+
     multiplier: float
     widths: dict[str, int]
     cost: int            # achieved MACs or params
@@ -113,6 +116,7 @@ class Solution:
 
     @property
     def rel_error(self) -> float:
+        """|cost − target| / target (target floored at 1)."""
         return abs(self.cost - self.target) / max(self.target, 1.0)
 
 
@@ -264,4 +268,5 @@ class MacsTracker:
         return sum(pos * m.weight.numel() for m, pos in self.positions.items())
 
     def macs(self) -> int:
+        """Current MACs of the model (one image), equal to ``flops.count(model).macs`` under channel pruning."""
         return self._weights_macs() + self.offset

@@ -63,6 +63,8 @@ def zero_weakest(model: nn.Module, widths: dict[str, int]) -> int:
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``soft-filter``: remove the filters of lowest L2 norm (the ones SFP training zeroed) to the plan's widths.
+    Returns the slimmed model."""
     targets = request.target_widths()
     scores = l2_scores(request.model, list(targets))
     request.notes.update({"soft_filter": {"criterion": "lowest L2 filter norm (the ones SFP training zeroed)",
@@ -71,6 +73,9 @@ def prune(request: PruneRequest) -> nn.Module:
 
 
 class SoftFilterHooks(TrainHooks):
+    """Soft filter pruning's training hooks (He et al., IJCAI 2018): zero the weakest filters (to ``widths``) after
+    every epoch."""
+
     def __init__(self, widths: dict[str, int]) -> None:
         self.widths = widths
         self.zeroed_last_epoch = 0

@@ -46,10 +46,13 @@ ZERO_BELOW_DEFAULT = 1e-3
 
 @dataclass(frozen=True)
 class SSSOptions:
+    """Options of ``sss``: the penalty μ on block scales during sparsity training, and the zeroing threshold."""
+
     mu: float = param(MU_DEFAULT, "μ of the block-scale penalty during sparsity training", key="lambda")
     zero_below: float = param(ZERO_BELOW_DEFAULT, "a block scale below this after a step is set to zero for good")
 
     def problems(self) -> list[str]:
+        """Negative lambda or zero_below, one line each; [] if valid."""
         return [f"{k} must be ≥ 0" for k, v in (("lambda", self.mu), ("zero_below", self.zero_below)) if v < 0]
 
 
@@ -71,6 +74,7 @@ def block_scale(block: nn.Module) -> float:
 
 
 def block_scales(model: nn.Module) -> dict[str, float]:
+    """{residual block: its branch scale s_b}."""
     modules = dict(model.named_modules())
     return {name: block_scale(modules[name]) for name in residual_blocks(model)}
 
@@ -82,6 +86,8 @@ def _lowest(scales: dict[str, float], names: list[str], count: int) -> list[str]
 
 
 def blocks_for_ratio(scales: dict[str, float], ratio: float) -> list[str]:
+    """The blocks to remove: the lowest-scale fraction ``ratio`` of them, plus every block whose scale is zero. Raises
+    :class:`PrunebenchError` for a ratio outside [0, 1)."""
     if not 0.0 <= ratio < 1.0:
         raise PrunebenchError(f"--ratio for sss is the fraction of residual blocks removed, in [0, 1); got {ratio}")
     names = list(scales)
@@ -91,6 +97,8 @@ def blocks_for_ratio(scales: dict[str, float], ratio: float) -> list[str]:
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``sss`` (Huang & Wang, ECCV 2018): remove the residual branches of lowest scale (a preset's count, or a fraction
+    ``ratio``). Raises :class:`PrunebenchError` for a widths plan. Returns the model, branches removed."""
     model = request.model
     if request.widths is not None:
         raise PrunebenchError("sss prunes depth (whole blocks), not widths: use --ratio R (fraction of blocks) or a preset")

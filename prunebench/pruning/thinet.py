@@ -50,10 +50,13 @@ from prunebench.pruning.registry import Method, Preset, PruneRequest, register_m
 
 @dataclass(frozen=True)
 class ThiNetOptions:
+    """Options of ``thinet``: least-squares rescale of the next layer, and sampled locations per image."""
+
     rescale: bool = param(True, "least-squares rescale of the next layer's kept input channels")
     samples_per_image: int = param(10, "output locations sampled per calibration image", unit="locations")
 
     def problems(self) -> list[str]:
+        """["samples_per_image must be ≥ 1"] if it is not; [] otherwise."""
         return [] if self.samples_per_image >= 1 else ["samples_per_image must be ≥ 1"]
 
 
@@ -84,6 +87,9 @@ def rescale(z: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``thinet`` (Luo et al., ICCV 2017): per layer in forward order, greedily remove the channels contributing least
+    to the next layer's sampled outputs, then rescale it. Raises :class:`PrunebenchError` without calibration batches.
+    Returns the slimmed model."""
     opts = {"rescale": request.options.rescale, "samples_per_image": request.options.samples_per_image}
     model, batches = request.model, calibration_batches(request.calibration, "thinet")
     targets = request.target_widths()

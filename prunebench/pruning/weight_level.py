@@ -31,6 +31,7 @@ from prunebench.pruning.weight_masks import apply_masks, density, load_masks
 
 
 def conv_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """{"<layer>.weight": parameter} of every Conv2d."""
     return {f"{n}.weight": m.weight for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
@@ -45,6 +46,8 @@ def global_magnitude_masks(model: nn.Module, percent: float) -> tuple[dict[str, 
 
 
 def prune(request: PruneRequest) -> nn.Module:
+    """``weight-level`` (Han et al., NIPS 2015): zero the conv weights below one global |w| threshold; shapes stay
+    dense. Raises :class:`PrunebenchError` without ``--ratio``. Returns the masked model."""
     if request.ratio is None:
         raise PrunebenchError("weight-level prunes individual weights: give --ratio R (fraction of conv weights removed); "
                               "it has no width presets")

@@ -32,6 +32,7 @@ def weight_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_masks(directory: str | Path, model: nn.Module) -> Path:
+    """Save ``model``'s zero masks (:func:`weight_masks`) to ``directory``/mask.pt; returns the path."""
     return save_state(Path(directory) / MASK_FILE, weight_masks(model))
 
 
@@ -45,6 +46,7 @@ def load_masks(directory: str | Path) -> dict[str, torch.Tensor]:
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Multiply each named parameter by its mask in place (masks: {parameter name: 0/1 tensor of its shape})."""
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, mask in masks.items():
@@ -53,5 +55,6 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 
 def density(masks: dict[str, torch.Tensor]) -> float:
+    """Fraction of mask entries that are 1 (kept weights), over all masks."""
     total = sum(m.numel() for m in masks.values())
     return float(sum(int(m.sum()) for m in masks.values())) / max(total, 1)
