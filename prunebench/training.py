@@ -33,6 +33,9 @@ __all__ = ["TrainConfig", "TrainHooks", "TrainResult", "evaluate", "make_optimiz
 
 @dataclass
 class TrainResult:
+    """What a training run reports: epochs, final and best top-1 (%), best epoch, per-epoch history, wall time
+    (seconds), resume epoch, hooks' state, precision."""
+
     epochs: int
     final_top1: float
     best_top1: float
@@ -44,6 +47,7 @@ class TrainResult:
     precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as the JSON-able dict of train.json (``wall_s`` rounded to two decimals)."""
         return {
             "epochs": self.epochs, "final_top1": self.final_top1, "best_top1": self.best_top1,
             "best_epoch": self.best_epoch, "wall_s": round(self.wall_s, 2),
@@ -53,6 +57,8 @@ class TrainResult:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """SGD (lr, momentum, weight decay, Nesterov from ``cfg``) and its step schedule (``MultiStepLR`` at
+    ``cfg.milestone_epochs()``, factor ``gamma``)."""
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=cfg.nesterov)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestone_epochs(), gamma=cfg.gamma)

@@ -43,8 +43,9 @@ def _public(module) -> list[tuple[str, object]]:
             found.append((f"{module.__name__}:{obj.__qualname__}", obj))
         elif inspect.isclass(obj):
             found.append((f"{module.__name__}:{obj.__qualname__}", obj))
+            fields = getattr(obj, "__dataclass_fields__", {})
             for attr, member in sorted(vars(obj).items()):
-                if attr.startswith("_"):
+                if attr.startswith("_") or attr in fields:   # a dataclass field's default (a lambda) is no method
                     continue
                 if isinstance(member, (classmethod, staticmethod)) or inspect.isfunction(member) \
                         or isinstance(member, property):

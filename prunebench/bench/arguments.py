@@ -14,6 +14,8 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the latency flags of ``prunebench bench`` (paths, batch sizes, threads, runtimes, devices, repeats, warm-up,
+    ...) to ``p``; torch-free."""
     p.add_argument("paths", nargs="*", metavar="PATH", help=".onnx file, prunebench model directory, or run directory")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], help="batch sizes to sweep (default: 1)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads: torch.set_num_threads and ORT intra-op (default 1)")

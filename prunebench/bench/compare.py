@@ -48,6 +48,9 @@ LATENCY_METRICS = ("median_ms", "cpu_median_ms")
 
 @dataclass
 class Tolerances:
+    """What the gate allows: top-1 drop (points), relative growth of latency ratios (and of absolute medians, same
+    machine only), params/MACs tolerance, and usage switches."""
+
     max_acc_drop: float = 0.5                    # top-1 points
     max_latency_ratio_regression: float = 0.10   # relative growth of variant/reference median
     params: str = "exact"                        # "exact" or a relative tolerance such as "0.01"
@@ -60,6 +63,7 @@ class Tolerances:
     latency_metric: str = "median_ms"            # or "cpu_median_ms" (CPU time per call; steadier on shared CPUs)
 
     def validate(self) -> "Tolerances":
+        """Return ``self``. Raises :class:`PrunebenchError` naming the first tolerance of the wrong type or range."""
         for name in ("max_acc_drop", "max_latency_ratio_regression", "max_latency_regression"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
@@ -92,6 +96,9 @@ def _count_tolerance(value: Any, name: str) -> float:
 
 @dataclass
 class Variant:
+    """One variant's figures: top-1 (%), params, MACs, its latency reference, and latency per cell (milliseconds, the
+    chosen metric)."""
+
     id: str
     top1: float | None
     params: int | None
@@ -102,6 +109,9 @@ class Variant:
 
 @dataclass
 class Doc:
+    """A results.json or ``bench --json`` file reduced to what the gate compares: variants by id, provenance and
+    (results.json) the experiment."""
+
     path: str
     kind: str
     created: str | None
@@ -112,6 +122,9 @@ class Doc:
 
 @dataclass
 class Check:
+    """One comparison of the gate: kind (accuracy, params, macs, latency-ratio, latency, presence), variant, cell, both
+    values as text, the change, the limit and whether it passed."""
+
     kind: str          # accuracy | params | macs | latency-ratio | latency | presence
     variant: str
     cell: str
@@ -125,6 +138,8 @@ class Check:
 
 # ------------------------------------------------------------------------------------------------------ loading
 def load(path: str | Path, metric: str = "median_ms") -> Doc:
+    """``path`` (results.json or ``bench --json`` output) as a :class:`Doc`, latencies in ``metric``. Raises
+    :class:`PrunebenchError` for a missing, foreign or malformed file."""
     p = Path(path)
     if not p.is_file():
         raise PrunebenchError(f"file not found: {p}")
@@ -223,6 +238,8 @@ def check_comparable(base: Doc, cur: Doc, tol: Tolerances) -> list[str]:
 
 
 def load_tolerances(path: str | Path | None, overrides: dict[str, Any]) -> Tolerances:
+    """Defaults, then the [compare] table of ``path`` (TOML), then the non-None ``overrides`` (flags), validated. Raises
+    :class:`PrunebenchError` for an unreadable file, an unknown key or a bad value."""
     data: dict[str, Any] = {}
     if path:
         p = Path(path)
@@ -252,6 +269,8 @@ def _fmt_cell(c: Cell) -> str:
 
 
 def compare(base: Doc, cur: Doc, tol: Tolerances) -> list[Check]:
+    """Every check of ``cur`` against ``base`` under ``tol``: accuracy, params, MACs and latency ratios (absolute
+    medians with ``absolute_latency``), plus presence."""
     checks: list[Check] = []
     acc_lim = f"drop ≤ {tol.max_acc_drop:g} pts"
     for vid, b in base.variants.items():
@@ -316,6 +335,8 @@ def _ratio_checks(vid: str, ref_id: str, base: Doc, cur: Doc, tol: Tolerances) -
 
 # ------------------------------------------------------------------------------------------------------ output
 def render_markdown(base: Doc, cur: Doc, tol: Tolerances, checks: list[Check], notes: Sequence[str] = ()) -> str:
+    """The gate's verdict as Markdown: header, tolerances, notes, a table of the regressions, then the passing checks
+    (folded)."""
     failed = [c for c in checks if not c.ok]
     new = sorted(set(cur.variants) - set(base.variants))
     head = "✅ no regression" if not failed else f"❌ {len(failed)} regression{'s' if len(failed) != 1 else ''}"
@@ -355,6 +376,7 @@ def render_markdown(base: Doc, cur: Doc, tol: Tolerances, checks: list[Check], n
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the flags of ``prunebench compare`` (BASELINE.json, CURRENT.json, tolerances, --markdown, ...) to ``p``."""
     p.add_argument("baseline", metavar="BASELINE.json", help="results.json or bench --json output of the reference")
     p.add_argument("current", metavar="CURRENT.json", help="the same, for the change under test")
     p.add_argument("--tolerances", metavar="TOML", help="file with a [compare] table (keys as the flags, with _)")
@@ -378,6 +400,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """``prunebench compare``: print (and with ``--markdown`` write) the verdict. Returns 0 if every check passed, 1 if
+    not; usage problems raise :class:`PrunebenchError`."""
     tol = load_tolerances(args.tolerances, {
         "max_acc_drop": args.max_acc_drop, "max_latency_ratio_regression": args.max_latency_ratio_regression,
         "params": args.params, "macs": args.macs, "absolute_latency": args.absolute_latency,

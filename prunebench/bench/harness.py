@@ -40,6 +40,9 @@ MIN_ROUNDS = 10
 
 @dataclass
 class HarnessConfig:
+    """The latency protocol's settings: batch sizes, threads, runtimes, devices, rounds, warm-up rule (calls;
+    ``warmup_max_s`` seconds), optional per-cell time cap (seconds), bootstrap."""
+
     batch_sizes: tuple[int, ...] = (1,)
     threads: int = 1
     runtimes: tuple[str, ...] = ("pytorch", "onnxruntime")
@@ -59,11 +62,15 @@ class HarnessConfig:
     shuffle_rounds: bool = True        # a seeded random order inside each round (see run_rounds)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict."""
         return asdict(self)
 
 
 @dataclass
 class Measurement:
+    """What a harness run produced: result rows per cell, speed-ups, skipped cells with reasons, settings, and the raw
+    per-call samples (seconds) by (variant, runtime, device, batch)."""
+
     rows: list[dict[str, Any]] = field(default_factory=list)
     speedups: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)

@@ -15,6 +15,9 @@ from prunebench.bench.stats import summarize_ms
 
 @dataclass
 class LatencyStats:
+    """One cell's reported statistics: median, IQR, p90, p99 and mean per call (milliseconds), n, and throughput
+    (images/s = batch / median)."""
+
     runtime: str
     device: str
     batch: int
@@ -28,6 +31,7 @@ class LatencyStats:
     throughput_ips: float
 
     def to_dict(self) -> dict[str, object]:
+        """The statistics as a JSON-able dict."""
         return asdict(self)
 
 
@@ -40,6 +44,7 @@ def summarize(samples_s: list[float], runtime: str, device: str, batch: int, thr
 
 
 def set_torch_threads(threads: int) -> None:
+    """``torch.set_num_threads(threads)``."""
     torch.set_num_threads(threads)
 
 

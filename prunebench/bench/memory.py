@@ -30,6 +30,7 @@ def _status_kb(field: str) -> int | None:
 
 
 def rss_mb() -> float | None:
+    """This process's resident set size in MiB (VmRSS of /proc/self/status), or None where it cannot be read."""
     kb = _status_kb("VmRSS")
     return None if kb is None else kb / 1024.0
 

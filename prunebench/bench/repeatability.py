@@ -71,6 +71,9 @@ def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_repeatability(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure one saved model N times in this process and N times in fresh processes; returns medians (ms), CVs and the
+    machine's load as a dict (and prints, or writes to ``--report``, the Markdown). Raises :class:`PrunebenchError` for
+    ``--repeat-count`` below 2 or a failed subprocess."""
     from prunebench.export.onnx_export import export_and_verify
     from prunebench.models import build_model, get_model_spec
     from prunebench.pruning.base import architecture_of, save_pruned
@@ -138,6 +141,8 @@ def run_repeatability(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
+    """The repeatability report ``r`` as Markdown: per runtime the N medians and their CV, in one process and in
+    separate processes, with machine, versions and load."""
     env = r["environment"]
     v = env["versions"]
     cores = env.get("cpu_count")

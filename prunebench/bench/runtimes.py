@@ -96,6 +96,9 @@ class Target:
 
 @dataclass
 class Options:
+    """Runtime settings shared by every prepared call: threads, cuDNN autotuning, and the TensorRT engine cache
+    directory."""
+
     threads: int = 1
     cudnn_benchmark: bool = True
     work_dir: Path | None = None        # TensorRT engine cache; a temp dir when None
@@ -115,6 +118,7 @@ class Prepared:
 
 # --------------------------------------------------------------------------------------------------------- checks
 def ort_module() -> Any:
+    """The ``onnxruntime`` module, else ``Unavailable`` with the install hint."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -131,6 +135,7 @@ def _ort_provider_listed(provider: str) -> None:
 
 
 def openvino_module() -> Any:
+    """The ``openvino`` module, else ``Unavailable`` with the install hint."""
     try:
         import openvino as ov
     except ImportError:

@@ -136,6 +136,8 @@ def _model_target(d: Path, ident: str, tmp: Path, log) -> Target:
 
 # ------------------------------------------------------------------------------------------------------ document
 def document(targets: Sequence[Target], reference: dict[str, str], cfg: HarnessConfig, m: Measurement) -> dict[str, Any]:
+    """The ``bench --json`` document (schema ``BENCH_SCHEMA_ID``): environment, settings, variants with
+    params/MACs/alignment, result rows, speed-ups and skipped cells."""
     variants = []
     for t in targets:
         variants.append({"id": t.id, "source": t.meta.get("source", ""), "onnx": str(t.onnx), "reference":
@@ -150,6 +152,8 @@ def document(targets: Sequence[Target], reference: dict[str, str], cfg: HarnessC
 
 
 def render_table(doc: dict[str, Any]) -> str:
+    """The ``bench`` document as text: machine, versions, protocol, then the latency and speed-up tables
+    (milliseconds)."""
     env, s = doc["environment"], doc["settings"]
     v = env.get("versions", {})
     lines = [
@@ -232,6 +236,8 @@ def config_from_args(args: argparse.Namespace) -> HarnessConfig:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """``prunebench bench``: time the given ONNX files, model or run directories (or the training loop with ``--train``,
+    the harness's repeatability with ``--repeatability``). Raises :class:`PrunebenchError` for bad flags. Returns 0."""
     if args.schema:
         print(json.dumps(BENCH_SCHEMA, indent=2))
         return 0

@@ -36,6 +36,8 @@ class Summary:
 
 
 def summarize_ms(samples_ms: Sequence[float]) -> Summary:
+    """Order statistics (n, median, quartiles, IQR, p90, p99, mean, min) of per-call times in milliseconds. Raises
+    ``ValueError`` for no samples."""
     ms = np.asarray(samples_ms, dtype=np.float64)
     if ms.size == 0:
         raise ValueError("no samples to summarise")
@@ -45,6 +47,7 @@ def summarize_ms(samples_ms: Sequence[float]) -> Summary:
 
 
 def ratio_of_medians(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """median(numerator) / median(denominator) (both in the same unit)."""
     return float(np.median(numerator) / np.median(denominator))
 
 
@@ -60,6 +63,7 @@ class RatioCI:
     paired: bool
 
     def to_dict(self) -> dict[str, float | int | bool]:
+        """The ratio and its interval (4 decimals), level, bootstrap size and whether it was paired, as a dict."""
         return {"ratio": round(self.ratio, 4), "ci_low": round(self.low, 4), "ci_high": round(self.high, 4),
                 "ci_level": self.level, "n_boot": self.n_boot, "paired": self.paired}
 

@@ -54,6 +54,8 @@ def plain_epoch(model: nn.Module, data: DataBundle, batch_size: int, opt: torch.
 
 def fast_epoch(model: nn.Module, data: DataBundle, batch_size: int, opt: torch.optim.Optimizer, device: torch.device,
                bf16: bool) -> int:
+    """One epoch of the prunebench training loop on ``data`` (batched on device, ``bf16`` autocast); returns the images
+    seen."""
     sums, first_bad = run_epoch(model, model, train_batches(data, batch_size, 0, 0, device), opt, bf16, device)
     int(first_bad)   # the one host read per epoch, as in training
     return len(data.train)
@@ -137,6 +139,7 @@ def images_per_second(model_name: str, batch_size: int, device: str = "cpu", pre
 
 
 def render(r: dict[str, Any]) -> str:
+    """The training-throughput result ``r`` as text: images/s of both data paths and both loops, and their ratios."""
     lines = [f"{r['model']} on {r['device']} ({r['threads']} threads), {r['images']} synthetic 32×32 images, median of "
              f"{r['rounds']} alternating passes; prunebench loop at {r['precision']}:"]
     d, loop = r["data_path"], r["loop"]
