@@ -23,6 +23,9 @@ from prunebench.core.errors import PrunebenchError, one_line
 
 @dataclass(frozen=True)
 class OnnxLayer:
+    """One Conv / Gemm / MatMul of an ONNX graph: name, op, output and input channels, MACs per image, and whether it
+    feeds a graph output (the classifier)."""
+
     name: str
     op: str
     out_channels: int
@@ -126,6 +129,7 @@ def layers(path: str | Path) -> list[OnnxLayer]:
 
 
 def macs(path: str | Path) -> int:
+    """Total MACs per image of the ONNX file's conv and matmul layers (see :func:`layers`)."""
     return sum(layer.macs for layer in layers(path))
 
 

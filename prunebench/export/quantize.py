@@ -181,14 +181,18 @@ class PrecisionCheck:
 
     @property
     def drop_points(self) -> float:
+        """Top-1 lost against the fp32 file, in percentage points."""
         return self.fp32_top1 - self.top1
 
     @property
     def parity_ok(self) -> bool:
+        """True if top-1 agreement and the p99 relative logit error are within ``TOLERANCE`` for this precision."""
         t = TOLERANCE[self.precision]
         return self.top1_agreement >= t["min_top1_agreement"] and self.p99_logit_error_rel <= t["p99_logit_error_rel"]
 
     def to_dict(self, tolerance_points: float | None = None) -> dict[str, Any]:
+        """The check as the JSON-able dict of quantize.json: parity (with its tolerance) and accuracy (with
+        ``tolerance_points``, top-1 points, if given) grouped."""
         d = asdict(self)
         d["parity"] = {"top1_agreement": self.top1_agreement, "p99_logit_error_rel": self.p99_logit_error_rel,
                        "max_logit_error_rel": self.max_logit_error_rel, "tolerance": TOLERANCE[self.precision],

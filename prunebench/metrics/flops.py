@@ -23,10 +23,13 @@ CROSS_CHECK_MAX_REL_DIFF = 0.05
 
 @dataclass(frozen=True)
 class Counts:
+    """MACs (conv + linear, one image) and parameter count of a model."""
+
     macs: int
     params: int
 
     def to_dict(self) -> dict[str, int]:
+        """``{"macs": ..., "params": ...}``."""
         return {"macs": self.macs, "params": self.params}
 
 
@@ -48,10 +51,12 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameter elements of ``model``."""
     return sum(p.numel() for p in model.parameters())
 
 
 def count(model: nn.Module, input_shape: tuple[int, ...]) -> Counts:
+    """:class:`Counts` of ``model`` for one input of ``input_shape`` (C, H, W)."""
     return Counts(count_macs(model, input_shape), count_params(model))
 
 

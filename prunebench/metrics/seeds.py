@@ -52,9 +52,11 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
+        """True if the verdict names a winner (neither indistinguishable nor one seed)."""
         return self.verdict not in (INDISTINGUISHABLE, ONE_SEED)
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison as a JSON-able dict, with ``significant``."""
         return asdict(self) | {"significant": self.significant}
 
 

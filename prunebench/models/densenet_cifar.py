@@ -21,6 +21,9 @@ from prunebench.models.registry import ModelSpec, register_model
 
 
 class DenseLayer(nn.Module):
+    """BN-ReLU-conv3×3 producing ``growth`` channels, concatenated to its input: (N, C, H, W) → (N, C + growth, H,
+    W)."""
+
     def __init__(self, in_planes: int, growth: int) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_planes)
@@ -31,6 +34,8 @@ class DenseLayer(nn.Module):
 
 
 class Transition(nn.Module):
+    """BN-ReLU-conv1×1 then 2×2 average pooling: (N, C_in, H, W) → (N, C_out, H/2, W/2)."""
+
     def __init__(self, in_planes: int, out_planes: int) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_planes)
@@ -41,6 +46,9 @@ class Transition(nn.Module):
 
 
 class DenseNet(nn.Module):
+    """CIFAR DenseNet (Huang et al. 2017) of depth 3n+4 and growth rate ``growth``, no compression; (N, 3, H, W) → (N,
+    num_classes) logits. Raises ``ValueError`` for another depth."""
+
     def __init__(self, depth: int = 40, growth: int = 12, num_classes: int = 10) -> None:
         super().__init__()
         if (depth - 4) % 3:
@@ -97,6 +105,7 @@ def densenet_prunable(model: nn.Module) -> list[str]:
 
 
 def densenet40(num_classes: int = 10) -> DenseNet:
+    """DenseNet-40 with k = 12 (network slimming's CIFAR DenseNet)."""
     return DenseNet(40, 12, num_classes)
 
 

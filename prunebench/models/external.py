@@ -36,6 +36,7 @@ TORCHVISION_SHAPE = {"inception_v3": (3, 299, 299)}
 
 
 def torchvision_names() -> list[str]:
+    """Names of torchvision's classification models (``torchvision.models.list_models``)."""
     import torchvision
 
     return list(torchvision.models.list_models(module=torchvision.models))
@@ -115,6 +116,8 @@ def _factory(full: str) -> ModelSpec:
 
 
 def call_factory(full: str, factory: Callable[..., Any], num_classes: int) -> nn.Module:
+    """``factory(num_classes=num_classes)``, the user's model factory ``full``. Raises :class:`PrunebenchError` if it
+    raises or returns something other than an ``nn.Module``."""
     try:
         model = factory(num_classes=num_classes)
     except Exception as e:  # noqa: BLE001 - the user's code may raise anything

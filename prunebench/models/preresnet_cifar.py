@@ -56,6 +56,9 @@ class PreActBottleneck(nn.Module):
 
 
 class PreResNet(nn.Module):
+    """CIFAR pre-activation ResNet of depth 9n+2 with bottleneck blocks (He et al. 2016); (N, 3, H, W) → (N,
+    num_classes) logits. Raises ``ValueError`` for another depth."""
+
     def __init__(self, depth: int = 164, num_classes: int = 10) -> None:
         super().__init__()
         if (depth - 2) % 9:
@@ -118,6 +121,7 @@ def preresnet_prunable(model: nn.Module) -> list[str]:
 
 
 def preresnet164(num_classes: int = 10) -> PreResNet:
+    """PreResNet-164 (network slimming's CIFAR PreResNet)."""
     return PreResNet(164, num_classes)
 
 

@@ -23,6 +23,7 @@ MODELS: Registry[ModelSpec] = Registry("model")
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
+    """Register ``spec`` under its name and return it. Raises ``ValueError`` if the name is taken."""
     return MODELS.register(spec.name, spec)
 
 
@@ -32,6 +33,8 @@ def is_external(name: str) -> bool:
 
 
 def get_model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``: a registered model, or an external ``torchvision:`` / ``timm:`` / factory
+    name resolved. Raises :class:`PrunebenchError` for an unknown name."""
     if is_external(name):
         from prunebench.models.external import resolve
 
@@ -60,11 +63,13 @@ def input_shape_of(model: nn.Module, name: str | None = None) -> tuple[int, int,
 
 
 def num_classes_of(model: nn.Module) -> int | None:
+    """The class count ``model`` was built for, or None if it carries no binding."""
     b = binding_of(model)
     return b.num_classes if b is not None else None
 
 
 def ignored_of(model: nn.Module) -> tuple[str, ...]:
+    """The layers ``model`` was built to leave unpruned (``--ignore``); () if it carries no binding."""
     b = binding_of(model)
     return b.ignore if b is not None else ()
 

@@ -31,6 +31,9 @@ class ShortcutA(nn.Module):
 
 
 class BasicBlock(nn.Module):
+    """Two conv3×3-BN layers plus the option-A shortcut (subsample, zero-pad channels): (N, in_planes, H, W) → (N,
+    planes, H/stride, W/stride)."""
+
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
@@ -49,6 +52,9 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
+    """CIFAR ResNet of depth 6n+2 (He et al. 2016, option-A shortcuts); (N, 3, H, W) → (N, num_classes) logits. Raises
+    ``ValueError`` for another depth."""
+
     def __init__(self, depth: int, num_classes: int = 10) -> None:
         super().__init__()
         if (depth - 2) % 6:

@@ -23,6 +23,9 @@ AUTO_RULE = ("found automatically: every coupled group rooted at a Conv/Linear, 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registered model: its builder (num_classes → fresh model), default input shape (C, H, W), prunable layers
+    (None: automatic), family, and where it comes from."""
+
     name: str
     build: Callable[[int], nn.Module]          # num_classes -> freshly initialised model
     input_shape: tuple[int, int, int]          # C, H, W of one example (the default; a run uses its data's)
@@ -44,9 +47,11 @@ class Binding:
 
 
 def bind(model: nn.Module, binding: Binding) -> nn.Module:
+    """Attach ``binding`` to ``model`` (outside its state_dict) and return the model."""
     model.__dict__[BINDING_ATTR] = binding   # not a parameter/buffer: never in the state_dict
     return model
 
 
 def binding_of(model: nn.Module) -> Binding | None:
+    """The :class:`Binding` attached to ``model`` by :func:`bind`, or None."""
     return model.__dict__.get(BINDING_ATTR)

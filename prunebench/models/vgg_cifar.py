@@ -21,6 +21,9 @@ CFGS: dict[str, list[int | str]] = {
 
 
 class VGG(nn.Module):
+    """CIFAR VGG with BN (``cfg``: widths and "M" max-pools) and an ``mlp`` or ``linear`` head; (N, 3, 32, 32) → (N,
+    num_classes) logits. Raises ``ValueError`` for another head."""
+
     def __init__(self, cfg: list[int | str], num_classes: int = 10, head: str = "mlp") -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -70,10 +73,12 @@ def vgg_prunable(model: nn.Module) -> list[str]:
 
 
 def vgg16(num_classes: int = 10) -> VGG:
+    """VGG-16 with the L1-norm paper's MLP head (Li et al. 2017)."""
     return VGG(CFGS["vgg16"], num_classes, head="mlp")
 
 
 def vgg19(num_classes: int = 10) -> VGG:
+    """VGG-19 with network slimming's linear head (Liu et al. 2017)."""
     return VGG(CFGS["vgg19"], num_classes, head="linear")
 
 

@@ -54,6 +54,7 @@ class ImageNetVGG(VGG):
         super().__init__(make_layers(cfg or VGG16_CFG, batch_norm=False), num_classes=num_classes, init_weights=True)
 
     def init_weights(self) -> None:
+        """torchvision's VGG init: convs He-normal over fan-out, zero biases, Linear N(0, 0.01)."""
         _init(self)
 
 
@@ -68,6 +69,7 @@ class GapVGG(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
+        """torchvision's VGG init: convs He-normal over fan-out, zero biases, Linear N(0, 0.01)."""
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
