@@ -18,6 +18,9 @@ from prunebench.regimes import Entry
 
 @dataclass
 class RunEnv:
+    """What every stage implementation gets: the plan, the run directory, a log function (silent on ranks other than 0),
+    and the device and dataset, resolved lazily."""
+
     cfg: ExperimentConfig
     out: Path
     log: Callable[[str], None] = print
@@ -31,6 +34,8 @@ class RunEnv:
 
     @property
     def device(self) -> Any:
+        """This rank's ``torch.device`` for the plan's ``device`` (resolved once). Raises :class:`PrunebenchError` for a
+        CUDA device torch cannot see."""
         if self._device is None:
             self._device = dist.local_device(self.cfg.device)
         return self._device
@@ -50,11 +55,14 @@ class RunEnv:
         return self._data
 
     def data_info(self) -> dict[str, Any]:
+        """Dataset facts for results.json: name, train/test image counts, classes, input shape (C, H, W), skipped
+        unreadable images (first 10 named)."""
         d = self.data
         return {"name": d.name, "train": len(d.train), "test": len(d.test), "num_classes": d.num_classes,
                 "input_shape": list(d.input_shape), "skipped_images": len(d.skipped),
                 "skipped_examples": d.skipped[:10]}
 
     def entry(self, seed: int, label: str) -> Entry:
+        """The :class:`Entry` of [[prune]] entry ``label`` for ``seed``."""
         spec = next(p for p in self.cfg.prune if p.label == label)
         return Entry(self.cfg, seed, spec, get_method(spec.method), self.out)

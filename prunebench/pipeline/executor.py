@@ -79,6 +79,7 @@ def run_stage_in_worker(plan: dict[str, Any], out: str, key: str, threads: int |
 
 
 def default_threads(jobs: int) -> int:
+    """CPU threads per stage when ``jobs`` stages run at once: the CPU count divided by ``jobs``, at least 1."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 

@@ -40,10 +40,12 @@ def _rel(out: Path, d: Path) -> str:
 
 
 def data_params(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The plan fields the data depends on (data, train_subset, test_subset), as stage params."""
     return {"data": cfg.data, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset}
 
 
 def spec_params(spec: PruneSpec) -> dict[str, Any]:
+    """A [[prune]] entry as stage params (every field, JSON-able)."""
     return to_mapping(spec)
 
 
@@ -66,6 +68,8 @@ class PlannedWidths:
         self._dense: dict[str, Any] = {}
 
     def widths(self, spec: PruneSpec) -> dict[str, int] | None:
+        """The widths ``spec`` prunes to when the plan alone fixes them (a ``widths_from_plan`` method with a ratio or
+        preset), else None."""
         method = get_method(spec.method)
         if not method.widths_from_plan or (spec.preset is None and spec.ratio is None):
             return None

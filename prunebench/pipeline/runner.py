@@ -64,6 +64,9 @@ class Runner:
         self.graph: Graph = build_graph(cfg, self.out)
 
     def run(self) -> dict[str, Any]:
+        """Lock ``out``, preflight, refuse (or, with ``rerun_changed``, discard) stale stages, write config.json,
+        execute every stage not done; returns results.json's content ({} on ranks other than 0). Raises
+        :class:`PrunebenchError` before any work for bad input."""
         t0 = time.perf_counter()
         main = dist.is_main()
         if main:

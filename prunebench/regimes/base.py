@@ -39,14 +39,17 @@ class Entry:
 
     @property
     def base_dir(self) -> Path:
+        """The seed's baseline directory."""
         return paths.baseline_dir(self.out, self.seed)
 
     @property
     def dir(self) -> Path:
+        """The entry's directory, ``seed<S>/<label>``."""
         return paths.entry_dir(self.out, self.seed, self.spec.label)
 
     @property
     def pruned_dir(self) -> Path:
+        """Where the entry's pruned model lies (``<entry>/pruned``)."""
         return self.dir / paths.PRUNED
 
 
@@ -88,9 +91,13 @@ class Regime:
         return (type(self).__doc__ or "").strip().splitlines()[0].rstrip(".") if type(self).__doc__ else ""
 
     def variants(self, entry: Entry) -> list[VariantPlan]:
+        """The variants this regime adds for ``entry`` ([] for none); pure, from the plan. ``epochs`` may be None while
+        the entry is not pruned yet."""
         raise NotImplementedError
 
     def start(self, entry: Entry, plan: VariantPlan) -> Start:
+        """How ``plan``'s training starts: architecture, initial model, recipe, and the budget/note recorded (runs when
+        the stage executes, reading the pruned model from disk)."""
         raise NotImplementedError
 
     def report_section(self, results: dict[str, Any], labels: list[str]) -> list[str]:
@@ -118,4 +125,5 @@ def fresh_init(entry: Entry) -> tuple[Architecture, "nn.Module"]:
 
 
 def with_lr(recipe: TrainConfig, lr: float) -> TrainConfig:
+    """``recipe`` with learning rate ``lr``."""
     return replace(recipe, lr=lr)

@@ -18,6 +18,7 @@ def finetune_config(base: TrainConfig, epochs: int = 40, lr: float = 0.001) -> T
 
 
 def finetune_recipe(cfg: ExperimentConfig) -> TrainConfig:
+    """The baseline recipe with the plan's [finetune] epochs and constant lr."""
     return finetune_config(cfg.baseline, cfg.finetune.epochs, cfg.finetune.lr)
 
 

@@ -25,6 +25,8 @@ __all__ = ["COUNTING_RULE", "SCHEMA", "Section", "collect", "render_html", "rend
 
 
 def labels_of(results: dict[str, Any]) -> list[str]:
+    """The [[prune]] labels of ``results`` in report order (a matched ``reduced`` entry right after the entry it
+    matches)."""
     vs = results["variants"]
     return _order_labels(list(dict.fromkeys(v["prune"]["label"] for v in vs if v["prune"])), vs)
 

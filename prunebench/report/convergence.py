@@ -21,6 +21,9 @@ RULE = (f"test top-1 rose by more than {RISE_POINTS:g} points over the last {100
 
 @dataclass(frozen=True)
 class Convergence:
+    """Outcome of :func:`check`: epochs, window (epochs), top-1 at its start and the end (%), the rise (points), and
+    whether it converged (None: too little history)."""
+
     epochs: int
     window: int              # epochs looked back
     start_top1: float | None  # top-1 ``window`` epochs before the end
@@ -29,6 +32,7 @@ class Convergence:
     converged: bool | None   # None: not enough history (a loaded checkpoint, one epoch)
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as a JSON-able dict."""
         return asdict(self)
 
 

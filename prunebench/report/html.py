@@ -31,6 +31,7 @@ footer { color: #656d76; font-size: 12px; margin-top: 3em; }
 
 
 def data_uri(png: bytes) -> str:
+    """``png`` bytes as a ``data:image/png;base64,...`` URI (for an image embedded in report.html)."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 

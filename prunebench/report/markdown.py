@@ -26,6 +26,8 @@ def _cost_text(cost: dict[str, Any] | None) -> str:
 
 
 def render_markdown(results: dict[str, Any], sections: Sequence[Section] = ()) -> str:
+    """report.md from ``results`` (results.json's content): setup, machine, warnings, the accuracy table (with the
+    regimes' ``sections`` after it), size and compute, latency."""
     cfg = results["config"]
     env = results["environment"]
     vs = results["variants"]

@@ -47,4 +47,5 @@ def comparisons(results: dict[str, Any], labels: list[str]) -> list[tuple[str, C
 
 
 def seed_count(results: dict[str, Any]) -> int:
+    """Number of distinct seeds among the variants of ``results``."""
     return len({v["seed"] for v in results["variants"]})

@@ -42,6 +42,8 @@ def _speedup(results: dict[str, Any], variant: str, reference: str, cell: tuple[
 
 
 def render_summary(results: dict[str, Any], labels: list[str]) -> str:
+    """summary.md from ``results``: warnings, then one row per label in ``labels`` (MACs saved, accuracy per regime,
+    seed-noise verdicts, ONNX Runtime CPU speed-ups)."""
     cfg, vs = results["config"], results["variants"]
     n = seed_count(results)
     base = [v for v in vs if v["regime"] == "baseline"]
