@@ -106,6 +106,24 @@ def eval_transform(bundle: DataBundle) -> v2.Transform:
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(bundle.mean, bundle.std)])
 
 
+def eval_preprocessing(bundle: DataBundle) -> dict[str, object]:
+    """What evaluation does to a decoded image, as plain JSON-able data (written into every exported ONNX file and into
+    results.json; docs/onnx-metadata.md):
+
+    - ``color``: the image converted to this PIL mode (grayscale, RGBA, CMYK → RGB when decoded);
+    - ``resize``: an image not of ``size`` [H, W] px is resized to it (bilinear, antialiased; ImageFolder decoding) —
+      a no-op for CIFAR-like data, whose images already have that size; ``crop``: none (null);
+    - ``pixel_scale``: uint8 pixels × 1/255 → [0, 1] (``ToDtype(float32, scale=True)``);
+    - ``mean``/``std``: per channel in that [0, 1] scale: ``x = (pixel · pixel_scale − mean) / std``;
+    - ``layout`` NCHW, ``input_size`` [C, H, W], ``dtype`` float32.
+    """
+    c, h, w = bundle.input_shape
+    return {"layout": "NCHW", "input_size": [c, h, w], "dtype": "float32", "color": "RGB",
+            "resize": {"size": [h, w], "interpolation": "bilinear", "antialias": True, "when": "size differs"},
+            "crop": None, "pixel_scale": 1 / 255, "mean": [float(m) for m in bundle.mean],
+            "std": [float(s) for s in bundle.std]}
+
+
 def normalize_batch(bundle: DataBundle, images: torch.Tensor) -> torch.Tensor:
     """Whole-batch version of ``eval_transform`` (evaluation needs no per-sample randomness)."""
     return eval_transform(bundle)(images)

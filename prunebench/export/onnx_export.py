@@ -10,6 +10,8 @@ torch's dynamo exporter (BN folded into convs by its optimiser). Verification, a
    transposed), and the ONNX weights hold no more values than the PyTorch model's parameters plus its BatchNorm running
    statistics (kept where a BN cannot be folded into a conv) — i.e. the file carries the slimmed tensors, not masked
    dense ones.
+
+With ``metadata``, the deployment metadata (``prunebench.export.metadata``) is written into the file before the checks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import onnx
@@ -27,6 +30,7 @@ import torch.nn as nn
 
 from prunebench.core.errors import PrunebenchError, one_line
 from prunebench.core.io import atomic_write
+from prunebench.export.metadata import write_metadata
 from prunebench.export.session import cpu_session
 
 ATOL = 1e-4
@@ -123,8 +127,12 @@ def check_slim(path: str | Path, model: nn.Module) -> tuple[bool, str]:
 
 
 def export_and_verify(model: nn.Module, input_shape: tuple[int, ...], path: str | Path,
-                      batch: torch.Tensor) -> OnnxCheck:
+                      batch: torch.Tensor, metadata: Mapping[str, Any] | None = None) -> OnnxCheck:
+    """Export, write ``metadata`` (``prunebench.export.metadata.deployment_fields``) into the file if given, then verify
+    the file as written; a failed check is a :class:`PrunebenchError`."""
     exporter, opset, seconds = export_onnx(model, input_shape, path)
+    if metadata is not None:
+        write_metadata(path, metadata)
     check = verify_onnx(path, model, batch)
     check.exporter, check.opset, check.export_s = exporter, opset, round(seconds, 2)
     if not check.ok:

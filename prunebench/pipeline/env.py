@@ -50,10 +50,12 @@ class RunEnv:
         return self._data
 
     def data_info(self) -> dict[str, Any]:
+        from prunebench.data import eval_preprocessing
+
         d = self.data
         return {"name": d.name, "train": len(d.train), "test": len(d.test), "num_classes": d.num_classes,
                 "input_shape": list(d.input_shape), "skipped_images": len(d.skipped),
-                "skipped_examples": d.skipped[:10]}
+                "skipped_examples": d.skipped[:10], "preprocessing": eval_preprocessing(d)}
 
     def entry(self, seed: int, label: str) -> Entry:
         spec = next(p for p in self.cfg.prune if p.label == label)
