@@ -41,11 +41,14 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
 def cache_dir() -> Path:
+    """Where datasets are extracted and decoded once: ``$PRUNEBENCH_CACHE``, else ``~/.cache/prunebench``."""
     return Path(os.environ.get("PRUNEBENCH_CACHE", Path.home() / ".cache" / "prunebench"))
 
 
 @dataclass
 class Split:
+    """One split held in RAM: ``images`` uint8 N×C×H×W (0–255), ``labels`` int64 N (class indices)."""
+
     images: torch.Tensor   # uint8, N×C×H×W
     labels: torch.Tensor   # int64, N
 
@@ -64,6 +67,9 @@ class Split:
 
 @dataclass
 class DataBundle:
+    """A dataset as prunebench uses it: training and test :class:`Split`, class names (ImageFolder order), per-channel
+    ``mean``/``std`` in the 0–1 pixel scale (normalisation), and the images that could not be decoded."""
+
     name: str
     train: Split
     test: Split
@@ -75,6 +81,7 @@ class DataBundle:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image, as the model receives it."""
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
 
 
@@ -93,6 +100,9 @@ class AugmentedSplit(Dataset):
 
 
 def train_transform(bundle: DataBundle) -> v2.Transform:
+    """The per-image CIFAR training recipe (torchvision transforms v2): pad-4 random crop, horizontal flip, scale to
+    [0, 1], normalise; used by the plain reference loop of ``prunebench bench --train`` (training uses the batched
+    equivalent, :func:`train_batches`)."""
     size = bundle.input_shape[1:]
     return v2.Compose([
         v2.RandomCrop(size, padding=4),
@@ -103,7 +113,27 @@ def train_transform(bundle: DataBundle) -> v2.Transform:
 
 
 def eval_transform(bundle: DataBundle) -> v2.Transform:
+    """Evaluation preprocessing of a uint8 C×H×W image (transforms v2): scale to [0, 1] and normalise by the bundle's
+    mean/std (what :func:`eval_preprocessing` describes)."""
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(bundle.mean, bundle.std)])
+
+
+def eval_preprocessing(bundle: DataBundle) -> dict[str, object]:
+    """What evaluation does to a decoded image, as plain JSON-able data (written into every exported ONNX file and into
+    results.json; docs/onnx-metadata.md):
+
+    - ``color``: the image converted to this PIL mode (grayscale, RGBA, CMYK → RGB when decoded);
+    - ``resize``: an image not of ``size`` [H, W] px is resized to it (bilinear, antialiased; ImageFolder decoding) —
+      a no-op for CIFAR-like data, whose images already have that size; ``crop``: none (null);
+    - ``pixel_scale``: uint8 pixels × 1/255 → [0, 1] (``ToDtype(float32, scale=True)``);
+    - ``mean``/``std``: per channel in that [0, 1] scale: ``x = (pixel · pixel_scale − mean) / std``;
+    - ``layout`` NCHW, ``input_size`` [C, H, W], ``dtype`` float32.
+    """
+    c, h, w = bundle.input_shape
+    return {"layout": "NCHW", "input_size": [c, h, w], "dtype": "float32", "color": "RGB",
+            "resize": {"size": [h, w], "interpolation": "bilinear", "antialias": True, "when": "size differs"},
+            "crop": None, "pixel_scale": 1 / 255, "mean": [float(m) for m in bundle.mean],
+            "std": [float(s) for s in bundle.std]}
 
 
 def normalize_batch(bundle: DataBundle, images: torch.Tensor) -> torch.Tensor:
@@ -213,6 +243,10 @@ def eval_batches(bundle: DataBundle, split: Split, batch_size: int = 256, device
 # ---------------------------------------------------------------------------------------------------------------- sources
 def load_data(spec: str, data_root: str | Path | None = None, train_subset: int | None = None,
               test_subset: int | None = None, subset_seed: int = 0) -> DataBundle:
+    """Load ``spec`` (``cifar10``, ``cifar100``, ``imagefolder:PATH`` (a directory or .tar.gz with train/ and test/ or
+    val/) or ``synthetic[:TRAIN,TEST[,SIZE]]``) into RAM, checked (:func:`check_splits`), optionally subsampled to
+    ``train_subset``/``test_subset`` images (seeded by ``subset_seed``). Bad specs and data are a one-line
+    :class:`PrunebenchError`."""
     kind, _, arg = spec.partition(":")
     if kind in ("cifar10", "cifar100"):
         bundle = _torchvision_cifar(kind, Path(data_root) if data_root else cache_dir() / "datasets")

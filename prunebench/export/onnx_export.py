@@ -10,6 +10,8 @@ torch's dynamo exporter (BN folded into convs by its optimiser). Verification, a
    transposed), and the ONNX weights hold no more values than the PyTorch model's parameters plus its BatchNorm running
    statistics (kept where a BN cannot be folded into a conv) — i.e. the file carries the slimmed tensors, not masked
    dense ones.
+
+With ``metadata``, the deployment metadata (``prunebench.export.metadata``) is written into the file before the checks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import onnx
@@ -27,6 +30,7 @@ import torch.nn as nn
 
 from prunebench.core.errors import PrunebenchError, one_line
 from prunebench.core.io import atomic_write
+from prunebench.export.metadata import write_metadata
 from prunebench.export.session import cpu_session
 
 ATOL = 1e-4
@@ -37,6 +41,9 @@ MAX_BATCH = 1024
 
 @dataclass
 class OnnxCheck:
+    """What verifying one exported file found: size (bytes), exporter and opset, export time (s), ``onnx.checker``
+    result, max |ONNX − PyTorch| over a batch (parity), and whether the file is slim (no dense weights left)."""
+
     path: str
     file_bytes: int
     exporter: str
@@ -50,9 +57,11 @@ class OnnxCheck:
 
     @property
     def ok(self) -> bool:
+        """True when the checker, parity and slimness checks all passed."""
         return self.checker_ok and self.parity_ok and self.slim_ok
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-able fields plus ``ok`` (for measure.json / results.json)."""
         return {**asdict(self), "ok": self.ok}
 
 
@@ -94,6 +103,9 @@ def verify_onnx(path: str | Path, model: nn.Module, batch: torch.Tensor) -> Onnx
 
 
 def check_slim(path: str | Path, model: nn.Module) -> tuple[bool, str]:
+    """Is the file as small as the pruned model? Every Conv/Linear weight shape of ``model`` must appear among the file's
+    initializers, and the file's float values must not exceed the model's parameters plus unfoldable BatchNorm
+    statistics. Returns (passed, explanation)."""
     graph = onnx.load(str(path)).graph
     init_shapes = collections.Counter(tuple(t.dims) for t in graph.initializer)
     # weights only: integer initializers are shapes and indices (Reshape, Slice) that the exporter adds
@@ -123,8 +135,13 @@ def check_slim(path: str | Path, model: nn.Module) -> tuple[bool, str]:
 
 
 def export_and_verify(model: nn.Module, input_shape: tuple[int, ...], path: str | Path,
-                      batch: torch.Tensor) -> OnnxCheck:
+                      batch: torch.Tensor, metadata: Mapping[str, Any] | None = None) -> OnnxCheck:
+    """Export ``model`` for inputs of ``input_shape`` (C, H, W) to ``path``, write ``metadata``
+    (``prunebench.export.metadata.deployment_fields``) into the file if given, then verify the file as written against
+    ``batch`` (N×C×H×W float): checker, parity, slimness. A failed check is a :class:`PrunebenchError`."""
     exporter, opset, seconds = export_onnx(model, input_shape, path)
+    if metadata is not None:
+        write_metadata(path, metadata)
     check = verify_onnx(path, model, batch)
     check.exporter, check.opset, check.export_s = exporter, opset, round(seconds, 2)
     if not check.ok:

@@ -56,11 +56,13 @@ class RunEnv:
 
     def data_info(self) -> dict[str, Any]:
         """Dataset facts for results.json: name, train/test image counts, classes, input shape (C, H, W), skipped
-        unreadable images (first 10 named)."""
+        unreadable images (first 10 named), and the evaluation preprocessing (data.eval_preprocessing)."""
+        from prunebench.data import eval_preprocessing
+
         d = self.data
         return {"name": d.name, "train": len(d.train), "test": len(d.test), "num_classes": d.num_classes,
                 "input_shape": list(d.input_shape), "skipped_images": len(d.skipped),
-                "skipped_examples": d.skipped[:10]}
+                "skipped_examples": d.skipped[:10], "preprocessing": eval_preprocessing(d)}
 
     def entry(self, seed: int, label: str) -> Entry:
         """The :class:`Entry` of [[prune]] entry ``label`` for ``seed``."""

@@ -21,8 +21,9 @@ from prunebench.core.checkpoint import load_into
 from prunebench.core.hooks import TrainHooks
 from prunebench.core.io import load_state, read_json, save_state
 from prunebench.core.stage import Stage
-from prunebench.data import calibration_batches, eval_batches
+from prunebench.data import calibration_batches, eval_batches, eval_preprocessing
 from prunebench.export.accuracy import MAX_TOP1_GAP_POINTS, onnx_accuracy
+from prunebench.export.metadata import deployment_fields, read_metadata
 from prunebench.export.onnx_export import export_and_verify
 from prunebench.metrics import flops
 from prunebench.metrics.alignment import misaligned_layers
@@ -59,6 +60,8 @@ def train_and_save(env: RunEnv, stage: Stage, digest: str, arch: Architecture, m
 
 
 def run_baseline(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
+    """Train the dense model from its seed (saving its initial weights for lottery tickets), or load
+    ``baseline_checkpoint`` and evaluate it; the record is train.json's content."""
     c, d, seed = env.cfg, _dir(env, stage), stage.params["seed"]
     torch.manual_seed(seed)
     # bound to the data's input shape: a torchvision/timm/user model is traced and counted at the size it is trained on
@@ -99,6 +102,9 @@ def _label(env: RunEnv, stage: Stage) -> str:
 
 
 def run_prune(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
+    """Prune the baseline (or the method's sparsity-trained model) with the entry's method, physically, through
+    torch-pruning; checks the widths a shared from-scratch run was planned for. Record: MACs/params before and after,
+    prune time (s), widths."""
     seed = stage.params["seed"]
     entry = env.entry(seed, _label(env, stage))
     spec, method, d = entry.spec, entry.method, _dir(env, stage)
@@ -153,7 +159,8 @@ def run_train(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
 
 
 def run_measure(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
-    """Counts, PyTorch accuracy, ONNX export + verification, ONNX Runtime accuracy (must agree with PyTorch)."""
+    """Counts, PyTorch accuracy, ONNX export (with deployment metadata: docs/onnx-metadata.md) + verification, ONNX
+    Runtime accuracy (must agree with PyTorch)."""
     key, d = stage.params["variant"], _dir(env, stage)
     arch, model = load_pruned(d)
     model.eval()
@@ -163,7 +170,11 @@ def run_measure(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
     top1, top5 = evaluate(model.to(cpu), env.data, env.data.test, cpu)
     check_batch = next(eval_batches(env.data, env.data.test, 16))[0]
     onnx_path = d / paths.ONNX
-    check = export_and_verify(model, shape, onnx_path, check_batch)
+    data, dense = env.data, arch.method is None
+    fields = deployment_fields(eval_preprocessing(data), classes=data.classes, dataset=data.name, model=arch.model,
+                               method=arch.method, preset=arch.preset, ratio=arch.ratio, regime=key.rsplit("/", 1)[-1],
+                               variant=key, widths=None if dense else arch.widths)
+    check = export_and_verify(model, shape, onnx_path, check_batch, metadata=fields)
     ort_acc = onnx_accuracy(onnx_path, env.data, env.data.test, threads=env.cfg.bench.threads)
     gap = abs(ort_acc["top1"] - top1)
     if gap > MAX_TOP1_GAP_POINTS:
@@ -175,7 +186,8 @@ def run_measure(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
         "nonzero_counts": flops.count_nonzero(model, shape).to_dict(),
         "accuracy": {"top1": top1, "top5": top5, "onnx_top1": ort_acc["top1"], "onnx_top5": ort_acc["top5"],
                      "onnx_top1_gap": gap},
-        "onnx": check.to_dict(), "widths": arch.widths, "alignment": misaligned_layers(model),
+        "onnx": check.to_dict(), "onnx_metadata": read_metadata(onnx_path), "widths": arch.widths,
+        "alignment": misaligned_layers(model),
     }
 
 
@@ -248,6 +260,7 @@ def run_latency(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
 
 
 def run_report(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
+    """results.json, report.md (+ html, summary, Pareto plots) from every stage's record (``prunebench.report``)."""
     from prunebench.report import write_report
 
     sections = [REGIMES.get(r).report_section for r in stage.params["regimes"]]

@@ -3,13 +3,17 @@
 Schema ``prunebench.results/1``::
 
     {"schema": "prunebench.results/1", "created": ISO-8601, "environment": {...manifest...}, "config": {...plan...},
-     "data": {"name", "train", "test", "num_classes", "input_shape"},
+     "data": {"name", "train", "test", "num_classes", "input_shape", "skipped_images", "skipped_examples",
+              "preprocessing": {"layout", "input_size", "dtype", "color", "resize", "crop", "pixel_scale", "mean", "std"}
+              (prunebench.data.eval_preprocessing: exactly what evaluation does to an image)},
      "counting_rule": str,
      "variants": [{"id", "seed", "regime", "regime_kind", "title", "same_architecture",
                    "prune": {method, preset, ratio, round_to, options, name, label, structured} | null,
                    "run" (the training run's key: another entry's shared run, or its own id), "shared_with" (labels),
                    "accuracy": {"top1", "top5", "best_top1", "best_epoch", "onnx_top1", "onnx_top5", "onnx_top1_gap"},
                    "params", "macs", "macs_cross_check", "file_bytes", "onnx": {...checks...},
+                   "onnx_metadata": {...} (the prunebench.* metadata_props written into its model.onnx, parsed:
+                                    docs/onnx-metadata.md; null for runs measured before it existed),
                    "training": {"epochs", "lr", "wall_s", "budget", "history_top1"}, "widths",
                    "alignment": {"multiple", "layers", "misaligned", "examples"} (conv/linear widths not ×8),
                    "latency": [{"runtime", "device", "batch", "threads", "n", "median_ms", "iqr_ms", "p90_ms", "p99_ms",
@@ -87,7 +91,7 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: Sequence[dict[str, Any
             "accuracy": {**m["accuracy"], "best_top1": t["best_top1"], "best_epoch": t["best_epoch"]},
             "params": m["counts"]["params"], "macs": m["counts"]["macs"], "macs_cross_check": m["macs_cross_check"],
             "nonzero": m.get("nonzero_counts"),
-            "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"],
+            "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"], "onnx_metadata": m.get("onnx_metadata"),
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
                          "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from"),
                          "history_top1": [h.get("top1") for h in t.get("history", [])]},
