@@ -57,9 +57,7 @@ class PeakMemory:
     def __enter__(self) -> "PeakMemory":
         import torch
 
-        def finish() -> None:
-            return None
-
+        self._finish = lambda: None   # no probe: the figure stays None
         if self.device == "cuda" and not torch.cuda.is_available():
             pass   # e.g. onnxruntime-gpu beside a CPU-only torch: no device-memory probe, figure stays None
         elif self.device == "cuda":
@@ -72,6 +70,7 @@ class PeakMemory:
                     torch.cuda.synchronize()
                     self.peak_mb = (torch.cuda.max_memory_allocated() - start) / 2**20
                     self.kind = "cuda_max_memory_allocated"
+                self._finish = finish
             else:
                 free_start = torch.cuda.mem_get_info()[0]
 
@@ -79,6 +78,7 @@ class PeakMemory:
                     torch.cuda.synchronize()
                     self.peak_mb = max(0.0, (free_start - torch.cuda.mem_get_info()[0]) / 2**20)
                     self.kind = "cuda_free_memory_drop"
+                self._finish = finish
         else:
             if reset_peak_rss():
                 start = rss_mb()
@@ -88,7 +88,7 @@ class PeakMemory:
                     if peak is not None and start is not None:
                         self.peak_mb = max(0.0, peak / 1024.0 - start)
                         self.kind = "rss_peak_growth"
-        self._finish = finish
+                self._finish = finish
         return self
 
     def __exit__(self, *exc: object) -> None:

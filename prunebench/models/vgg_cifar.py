@@ -7,8 +7,6 @@ network-slimming one (Linear(c,nc), used for VGG-19).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
@@ -19,6 +17,24 @@ CFGS: dict[str, list[int | str]] = {
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512],
 }
 
+
+
+def vgg_init_(model: nn.Module) -> None:
+    """The VGG init of the official rethinking / network-slimming code and of torchvision, in place: convs He-normal over
+    fan-out (std sqrt(2 / (k·k·out))) with zero bias, BatchNorm γ = 0.5, β = 0 with fresh statistics, Linear N(0, 0.01)
+    with zero bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.constant_(m.weight, 0.5)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
 
 class VGG(nn.Module):
     """CIFAR VGG with BN (``cfg``: widths and "M" max-pools) and an ``mlp`` or ``linear`` head; (N, 3, 32, 32) → (N,
@@ -47,20 +63,8 @@ class VGG(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Official init: conv He-normal over fan-out, BN γ=0.5 β=0, Linear N(0, 0.01) with zero bias."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                nn.init.constant_(m.weight, 0.5)
-                nn.init.zeros_(m.bias)
-                m.reset_running_stats()
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        """Official init (:func:`vgg_init_`)."""
+        vgg_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x))

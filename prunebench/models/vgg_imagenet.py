@@ -24,6 +24,7 @@ import torch.nn as nn
 from torchvision.models.vgg import VGG, make_layers
 
 from prunebench.models.registry import ModelSpec, register_model
+from prunebench.models.vgg_cifar import vgg_init_
 
 Cfg = list  # list[int | str], "M" = max-pool 2
 
@@ -35,18 +36,6 @@ THINET_TINY_CFG: Cfg = [16, 16, "M", 32, 32, "M", 64, 64, 64, "M", 128, 128, 128
 RULE = "feature convs only; the classifier stays whole"
 
 
-def _init(model: nn.Module) -> None:
-    """torchvision's VGG init: convs He-normal over fan-out with zero bias, Linear N(0, 0.01) with zero bias."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
-
-
 class ImageNetVGG(VGG):
     """torchvision's VGG-16 (no BN) plus ``init_weights``."""
 
@@ -55,7 +44,7 @@ class ImageNetVGG(VGG):
 
     def init_weights(self) -> None:
         """torchvision's VGG init: convs He-normal over fan-out, zero biases, Linear N(0, 0.01)."""
-        _init(self)
+        vgg_init_(self)
 
 
 class GapVGG(nn.Module):
@@ -70,7 +59,7 @@ class GapVGG(nn.Module):
 
     def init_weights(self) -> None:
         """torchvision's VGG init: convs He-normal over fan-out, zero biases, Linear N(0, 0.01)."""
-        _init(self)
+        vgg_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
@@ -109,18 +98,9 @@ class SlimmingVGG11(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Convs He-normal (fan-out, zero bias), BN2d/BN1d γ = 0.5 β = 0 (fresh statistics), Linear N(0, 0.01)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                nn.init.constant_(m.weight, 0.5)
-                nn.init.zeros_(m.bias)
-                m.reset_running_stats()
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        """Convs He-normal (fan-out, zero bias), BN2d/BN1d γ = 0.5 β = 0 (fresh statistics), Linear N(0, 0.01)
+        (:func:`prunebench.models.vgg_cifar.vgg_init_`)."""
+        vgg_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
