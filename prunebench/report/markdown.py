@@ -314,20 +314,16 @@ def _latency_section(results: dict[str, Any], labels: list[str]) -> list[str]:
             if b is None:
                 continue
             bid = paths.precision_key(_run(b0), precision)
-            own = "—" if precision == "fp32" else _speedup_text(_speedup(results, bid, _run(b0), cell),
-                                                                _cell_row(b0, "fp32", cell), b)
-            rows.append([where, batch, "baseline", PRECISION_TITLES[precision], f"{b['median_ms']:.3f} [{b['iqr_ms']:.3f}]",
-                         "1.00×", own, "1.00×", f"{b['throughput_ips']:.0f}"])
-            for v in mine:
+            for v in [b0, *mine]:   # the baseline's row first: its speed-ups are 1.00× by definition
                 r = _cell_row(v, precision, cell)
                 if r is None:
                     continue
                 vid = paths.precision_key(_run(v), precision)
                 own = "—" if precision == "fp32" else _speedup_text(_speedup(results, vid, _run(v), cell),
                                                                     _cell_row(v, "fp32", cell), r)
-                rows.append([where, batch, f"{v['prune']['label']} {v['regime']}", PRECISION_TITLES[precision],
-                             f"{r['median_ms']:.3f} [{r['iqr_ms']:.3f}]",
-                             _speedup_text(_speedup(results, vid, bid, cell), b, r), own,
+                measured = "1.00×" if v is b0 else _speedup_text(_speedup(results, vid, bid, cell), b, r)
+                rows.append([where, batch, "baseline" if v is b0 else f"{v['prune']['label']} {v['regime']}",
+                             PRECISION_TITLES[precision], f"{r['median_ms']:.3f} [{r['iqr_ms']:.3f}]", measured, own,
                              f"{b0['macs'] / v['macs']:.2f}×", f"{r['throughput_ips']:.0f}"])
     lines += [tabulate(rows, headers=["Runtime", "Batch", "Variant", "Precision", "Median [IQR] ms", "Measured speed-up",
                                       "vs own fp32", "Theoretical", "Images/s"], tablefmt="github", disable_numparse=True), ""]
