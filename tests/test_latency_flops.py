@@ -4,7 +4,7 @@ BN/ReLU/pooling). A new model whose ops one counter misses fails here."""
 
 import pytest
 
-from prunebench.metrics.flops import CROSS_CHECK_MAX_REL_DIFF, count_macs, cross_check
+from prunebench.metrics.flops import CROSS_CHECK_MAX_REL_DIFF, count_macs, cross_check, cross_check_bound
 from prunebench.models import MODELS, build_model, get_model_spec
 
 
@@ -15,6 +15,11 @@ def _defined_in(fn) -> str:
 
 
 PACKAGE_MODELS = sorted(n for n in MODELS if _defined_in(MODELS.get(n).build).startswith("prunebench."))
+
+
+def test_the_depthwise_bound_applies_only_to_depthwise_networks():
+    assert cross_check_bound(build_model("resnet56")) == CROSS_CHECK_MAX_REL_DIFF
+    assert cross_check_bound(build_model("mobilenetv2")) > CROSS_CHECK_MAX_REL_DIFF
 
 
 def test_the_package_registers_models():
@@ -28,8 +33,9 @@ def test_primary_and_torch_pruning_counters_agree_on_every_registered_model(name
     r = cross_check(model, tuple(spec.input_shape))
     assert r["primary_macs"] > 0
     assert r["torch_pruning_macs"] >= r["primary_macs"], "torch-pruning counts BN/ReLU on top: it cannot read lower"
-    assert r["rel_diff"] <= CROSS_CHECK_MAX_REL_DIFF, (
-        f"{name}: counters disagree by {100 * r['rel_diff']:.2f} % (> {100 * CROSS_CHECK_MAX_REL_DIFF:.0f} %): "
+    bound = cross_check_bound(model)
+    assert r["rel_diff"] <= bound, (
+        f"{name}: counters disagree by {100 * r['rel_diff']:.2f} % (> {100 * bound:.0f} %): "
         f"{r['primary_macs']} vs {r['torch_pruning_macs']}")
 
 

@@ -17,8 +17,17 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-# Documented bound between the two counters for the CIFAR/ImageNet CNNs here: BN/ReLU/pool are < 5 % of conv MACs.
+# Documented bound between the two counters: BN/ReLU/pool are < 5 % of conv MACs in networks of dense convs. In
+# depthwise-separable networks (MobileNetV2: a 3×3 depthwise conv is 9 MACs per element, the BN + ReLU6 around it
+# 3 ops) they are a larger share: 5.4 % (CIFAR MobileNetV2) and 6.5 % (ImageNet) were measured, bounded at 10 %.
 CROSS_CHECK_MAX_REL_DIFF = 0.05
+CROSS_CHECK_MAX_REL_DIFF_DEPTHWISE = 0.10
+
+
+def cross_check_bound(model: nn.Module) -> float:
+    """The documented counter-agreement bound for ``model`` (a fraction): 10 % with a depthwise conv, else 5 %."""
+    depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in model.modules())
+    return CROSS_CHECK_MAX_REL_DIFF_DEPTHWISE if depthwise else CROSS_CHECK_MAX_REL_DIFF
 
 
 @dataclass(frozen=True)
