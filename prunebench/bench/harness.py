@@ -195,6 +195,11 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
                 with PeakMemory(device, torch_allocator=runtime.startswith("pytorch")) as mem:
                     p = rt.prepare(runtime, t, batch, device, opts)
                     calls, settled = warm_up(p.timed, cfg)
+                try:
+                    p.check()   # e.g. an ONNX Runtime EP that fell back to the CPU while warming up
+                except Unavailable:
+                    p.close()
+                    raise
             except Unavailable as e:
                 out.skipped.append({"runtime": runtime, "device": device, "batch": batch, "variant": t.id,
                                     "reason": str(e)})

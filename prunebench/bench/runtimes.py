@@ -114,6 +114,7 @@ class Prepared:
     uses_torch_allocator: bool = False
     close: Callable[[], None] = lambda: None
     fetch: Callable[[], list[np.ndarray]] | None = None   # outputs of the last call, copied to host (never timed)
+    check: Callable[[], None] = lambda: None   # after warm-up: raises Unavailable if the cell no longer is what it says
 
 
 # --------------------------------------------------------------------------------------------------------- checks
@@ -248,7 +249,19 @@ def make_session(path: str | Path, threads: int, providers: list[Any]) -> Any:
     if sess.get_providers()[0] != wanted:
         raise Unavailable(f"{wanted} failed to load (ORT fell back to {sess.get_providers()[0]}); check the CUDA/cuDNN"
                           f"{'/TensorRT' if 'Tensorrt' in wanted else ''} libraries")
+    if wanted != "CPUExecutionProvider" and hasattr(sess, "disable_fallback"):
+        # An EP can also fail at *run* time (a TensorRT engine that does not build, CUDA out of memory); ORT's Python
+        # session then silently re-creates itself on the remaining providers and the rest of the cell would time the
+        # CPU under a GPU label. Without fallback the failure raises (an EPFail: the cell is skipped with its message).
+        sess.disable_fallback()
     return sess
+
+
+def providers_unchanged(sess: Any, wanted: str) -> None:
+    """Raise :class:`Unavailable` if ``sess`` no longer runs on ``wanted`` (checked again after warm-up)."""
+    now = sess.get_providers()[0]
+    if now != wanted:
+        raise Unavailable(f"{wanted} fell back to {now} during warm-up; check the CUDA/cuDNN libraries and memory")
 
 
 def _host_input(batch: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -412,12 +425,18 @@ def _prepare_ort_device(target: Target, batch: int, opts: Options, providers: li
     binding code on a CPU-only machine (tests)."""
     ort = ort_module()
     sess = make_session(_need_onnx(target), opts.threads, providers)
+    wanted = sess.get_providers()[0]
+
+    def still() -> None:
+        providers_unchanged(sess, wanted)
+
     name = sess.get_inputs()[0].name
     x = _host_input(batch, target.input_shape)
     info = _ort_info(sess, {"iobinding": bind, "intra_op_threads": opts.threads,
                             "provider_options": {k: v for k, v in sess.get_provider_options().get(
                                 sess.get_providers()[0], {}).items() if k in (
-                                "cudnn_conv_algo_search", "trt_fp16_enable", "trt_int8_enable", "device_id")},
+                                "cudnn_conv_algo_search", "trt_fp16_enable", "trt_int8_enable", "device_id",
+                                "use_tf32")},   # TF32 (CUDA EP's use_tf32, on by default) changes fp32 results
                             "precision": target.precision})
     if not bind:
         last: list[Any] = []
@@ -426,7 +445,7 @@ def _prepare_ort_device(target: Target, batch: int, opts: Options, providers: li
             last[:] = sess.run(None, {name: x})
 
         return Prepared(_timed_host(run_host), "perf_counter (host numpy in/out: includes copies)", info,
-                        fetch=lambda: [np.asarray(o) for o in last])
+                        fetch=lambda: [np.asarray(o) for o in last], check=still)
     outputs = sess.run(None, {name: x})   # learn output shapes once, then keep everything on the device
     x_dev = ort.OrtValue.ortvalue_from_numpy(x, ort_device, 0)
     y_dev = [ort.OrtValue.ortvalue_from_shape_and_type(o.shape, o.dtype, ort_device, 0) for o in outputs]
@@ -440,7 +459,7 @@ def _prepare_ort_device(target: Target, batch: int, opts: Options, providers: li
         io.synchronize_outputs()
 
     return Prepared(_timed_host(call), "perf_counter (synchronous run_with_iobinding)", info,
-                    fetch=lambda: [y.numpy() for y in y_dev])
+                    fetch=lambda: [y.numpy() for y in y_dev], check=still)
 
 
 # --------------------------------------------------------------------------------------------------------- OpenVINO

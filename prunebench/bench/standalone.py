@@ -35,6 +35,7 @@ from prunebench.bench.catalog import DEVICES, RUNTIMES, default_runtimes
 from prunebench.bench.runtimes import Target
 from prunebench.bench.schema import BENCH_SCHEMA, BENCH_SCHEMA_ID
 from prunebench.core.errors import PrunebenchError
+from prunebench.core.io import native_stdout_to_stderr
 
 
 # ------------------------------------------------------------------------------------------------------ targets
@@ -247,8 +248,9 @@ def run_cli(args: argparse.Namespace) -> int:
         for name in ("train_batch", "train_images", "train_rounds", "train_data_batch", "threads"):
             if getattr(args, name) < 1:
                 raise PrunebenchError(f"--{name.replace('_', '-')} must be ≥ 1")
-        r = measure_training(args.train, args.train_batch, args.train_images, args.train_rounds, args.device,
-                             args.precision, args.train_data_batch, args.threads)
+        with native_stdout_to_stderr():
+            r = measure_training(args.train, args.train_batch, args.train_images, args.train_rounds, args.device,
+                                 args.precision, args.train_data_batch, args.threads)
         if args.out:
             from prunebench.core.io import write_json
 
@@ -265,7 +267,8 @@ def run_cli(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    with resolve_targets(args.paths, log) as (targets, reference):
+    # stdout carries only the table / JSON document printed below: exporters and native runtimes write to fd 1 directly
+    with native_stdout_to_stderr(), resolve_targets(args.paths, log) as (targets, reference):
         if args.reference:
             ids = [t.id for t in targets]
             if args.reference not in ids:

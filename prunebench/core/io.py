@@ -6,14 +6,16 @@ would trust, and no checkpoint is ever unpickled with code execution (``weights_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from prunebench.core.errors import PrunebenchError, is_environment_error, one_line, os_error
 
@@ -212,3 +214,21 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr for the block (``os.dup2``), then restore it. Native libraries write to fd 1
+    directly — ONNX Runtime's EP-failure banner and ``preload_dlls`` messages, TensorRT's logger — which Python cannot
+    intercept; a JSON document printed to stdout after the block stays valid. Python's own writes in the block go to
+    stderr too (``contextlib.redirect_stdout``)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):   # Python-level writes, whatever sys.stdout is
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
