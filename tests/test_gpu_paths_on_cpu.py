@@ -134,3 +134,24 @@ def test_device_sessions_record_the_tf32_setting(monkeypatch, onnx_file):
     sess.providers = ["CPUExecutionProvider"]
     with pytest.raises(rt.Unavailable, match="fell back to CPUExecutionProvider"):
         p.check()
+
+
+def test_a_failure_while_timing_skips_the_cell_instead_of_crashing(monkeypatch, onnx_file):
+    calls = []
+
+    def fake_prepare(runtime, target, batch, device, opts):
+        def timed():
+            calls.append(target.id)
+            if len(calls) > 6:   # after warm-up: what an EP failing with fallback disabled raises
+                raise RuntimeError("EPFail: CUDA failure 2: out of memory")
+            return 1e-3
+
+        return rt.Prepared(timed, "perf_counter", {})
+
+    monkeypatch.setattr(rt, "prepare", fake_prepare)
+    targets = [rt.Target(name, (3, 32, 32), onnx=None, model=object()) for name in ("a", "b")]   # prepare is faked
+    m = measure(targets, HarnessConfig(runtimes=("onnxruntime",), devices=("cpu",), batch_sizes=(1,), repeats=10,
+                                       warmup=1, warmup_max=2))
+    assert m.rows == [] and m.speedups == []
+    assert {s["variant"] for s in m.skipped} == {"a", "b"}
+    assert all("failed while timing: EPFail" in s["reason"] for s in m.skipped)

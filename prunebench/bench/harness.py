@@ -216,8 +216,13 @@ def _measure_cell(targets: Sequence[Target], cfg: HarnessConfig, opts: Options, 
             return
         rounds = repeats_for(batch, cfg.repeats) if cfg.scale_repeats else cfg.repeats
         cpu: dict[str, list[float]] = {}
-        samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s, cpu,
-                             cfg.seed if cfg.shuffle_rounds else None)
+        try:
+            samples = run_rounds({k: p.timed for k, p in prepared.items()}, rounds, cfg.max_cell_s, cpu,
+                                 cfg.seed if cfg.shuffle_rounds else None)
+        except rt.run_errors() as e:   # an EP (fallback disabled) or CUDA failing mid-cell: the cell's figures are void
+            out.skipped += [{"runtime": runtime, "device": device, "batch": batch, "variant": k,
+                             "reason": f"failed while timing: {one_line(str(e))}"} for k in prepared]
+            return
     finally:
         for p in prepared.values():
             p.close()
