@@ -12,7 +12,7 @@ from prunebench.core import paths
 from prunebench.metrics.seeds import METHOD, mean_std_text
 from prunebench.report.convergence import warning_lines
 from prunebench.report.plot import latency_cells
-from prunebench.report.statistics import comparisons, seed_count
+from prunebench.report.statistics import comparisons, find_speedup, run_id, seed_count
 
 Section = Callable[[dict[str, Any], list[str]], list[str]]   # (results, ordered labels) -> Markdown lines
 _mean_std = mean_std_text
@@ -273,16 +273,6 @@ def _cell_row(v: dict[str, Any], precision: str, cell: tuple[str, str, int, int]
                 None)
 
 
-def _run(v: dict[str, Any]) -> str:
-    """The id a variant was measured under: its training run's (shared from-scratch runs are measured once)."""
-    return v.get("run", v["id"])
-
-
-def _speedup(results: dict[str, Any], variant: str, reference: str, cell: tuple[str, str, int, int]) -> dict | None:
-    return next((s for s in results.get("speedups", []) if s["variant"] == variant and s["reference"] == reference
-                 and (s["runtime"], s["device"], s["batch"], s["threads"]) == cell), None)
-
-
 def _speedup_text(s: dict[str, Any] | None, ref_row: dict[str, Any] | None = None,
                   row: dict[str, Any] | None = None) -> str:
     """``1.42× [1.36, 1.50]`` (ratio of medians, paired bootstrap CI); a bare ratio of medians when no CI was kept."""
@@ -313,15 +303,15 @@ def _latency_section(results: dict[str, Any], labels: list[str]) -> list[str]:
             b = _cell_row(b0, precision, cell)
             if b is None:
                 continue
-            bid = paths.precision_key(_run(b0), precision)
+            bid = paths.precision_key(run_id(b0), precision)
             for v in [b0, *mine]:   # the baseline's row first: its speed-ups are 1.00× by definition
                 r = _cell_row(v, precision, cell)
                 if r is None:
                     continue
-                vid = paths.precision_key(_run(v), precision)
-                own = "—" if precision == "fp32" else _speedup_text(_speedup(results, vid, _run(v), cell),
+                vid = paths.precision_key(run_id(v), precision)
+                own = "—" if precision == "fp32" else _speedup_text(find_speedup(results, vid, run_id(v), cell),
                                                                     _cell_row(v, "fp32", cell), r)
-                measured = "1.00×" if v is b0 else _speedup_text(_speedup(results, vid, bid, cell), b, r)
+                measured = "1.00×" if v is b0 else _speedup_text(find_speedup(results, vid, bid, cell), b, r)
                 rows.append([where, batch, "baseline" if v is b0 else f"{v['prune']['label']} {v['regime']}",
                              PRECISION_TITLES[precision], f"{r['median_ms']:.3f} [{r['iqr_ms']:.3f}]", measured, own,
                              f"{b0['macs'] / v['macs']:.2f}×", f"{r['throughput_ips']:.0f}"])
@@ -355,13 +345,13 @@ def _precision_speedup_section(results: dict[str, Any], labels: list[str]) -> li
             r32, r8 = _cell_row(v, "fp32", cell), _cell_row(v, "int8", cell)
             if r8 is None or not v.get("int8"):
                 continue
-            vid8, bid8 = paths.precision_key(_run(v), "int8"), paths.precision_key(_run(b0), "int8")
+            vid8, bid8 = paths.precision_key(run_id(v), "int8"), paths.precision_key(run_id(b0), "int8")
             is_base = v is b0
             rows.append([where, batch, "baseline" if is_base else f"{v['prune']['label']} {v['regime']}",
-                         "1.00×" if is_base else (_speedup_text(_speedup(results, _run(v), _run(b0), cell), b32, r32)
+                         "1.00×" if is_base else (_speedup_text(find_speedup(results, run_id(v), run_id(b0), cell), b32, r32)
                                                   if r32 else "—"),
-                         "1.00×" if is_base else _speedup_text(_speedup(results, vid8, bid8, cell), b8, r8),
-                         _speedup_text(_speedup(results, vid8, _run(v), cell), r32, r8) if r32 else "—",
+                         "1.00×" if is_base else _speedup_text(find_speedup(results, vid8, bid8, cell), b8, r8),
+                         _speedup_text(find_speedup(results, vid8, run_id(v), cell), r32, r8) if r32 else "—",
                          f"{v['accuracy']['onnx_top1']:.2f}", f"{v['int8']['accuracy']['top1']:.2f}"
                          + ("" if v["int8"]["accuracy"]["within_tolerance"] is not False else " ⚠")])
     if not rows:

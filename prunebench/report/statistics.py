@@ -49,3 +49,16 @@ def comparisons(results: dict[str, Any], labels: list[str]) -> list[tuple[str, C
 def seed_count(results: dict[str, Any]) -> int:
     """Number of distinct seeds among the variants of ``results``."""
     return len({v["seed"] for v in results["variants"]})
+
+
+def run_id(v: dict[str, Any]) -> str:
+    """The id a results.json variant was measured under: its training run's (shared from-scratch runs are measured
+    once)."""
+    return v.get("run", v["id"])
+
+
+def find_speedup(results: dict[str, Any], variant: str, reference: str,
+                 cell: tuple[str, str, int, int]) -> dict[str, Any] | None:
+    """The ``speedups`` entry of ``variant`` against ``reference`` in ``cell`` = (runtime, device, batch, threads)."""
+    return next((s for s in results.get("speedups", []) if s["variant"] == variant and s["reference"] == reference
+                 and (s["runtime"], s["device"], s["batch"], s["threads"]) == cell), None)

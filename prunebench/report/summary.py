@@ -11,7 +11,7 @@ from tabulate import tabulate
 from prunebench.core import paths
 from prunebench.metrics.seeds import mean_std_text
 from prunebench.report.convergence import check
-from prunebench.report.statistics import TITLES, comparisons, seed_count, top1_by_seed
+from prunebench.report.statistics import TITLES, comparisons, find_speedup, run_id, seed_count, top1_by_seed
 
 SHORT = {"Fine-tuned": "FT", "Scratch-E": "S-E", "Scratch-B": "S-B"}
 
@@ -30,14 +30,8 @@ def _cpu_cell(results: dict[str, Any]) -> tuple[str, str, int, int] | None:
     return r["runtime"], r["device"], r["batch"], r["threads"]
 
 
-def _run(v: dict[str, Any]) -> str:
-    """The id a variant was measured under: its training run's (shared from-scratch runs are measured once)."""
-    return v.get("run", v["id"])
-
-
 def _speedup(results: dict[str, Any], variant: str, reference: str, cell: tuple[str, str, int, int]) -> str:
-    s = next((s for s in results.get("speedups", []) if s["variant"] == variant and s["reference"] == reference
-              and (s["runtime"], s["device"], s["batch"], s["threads"]) == cell), None)
+    s = find_speedup(results, variant, reference, cell)
     return "—" if s is None else f"{s['speedup']:.2f}× [{s['ci_low']:.2f}, {s['ci_high']:.2f}]"
 
 
@@ -72,10 +66,10 @@ def render_summary(results: dict[str, Any], labels: list[str]) -> str:
         row += [mean_std_text(top1_by_seed(results, label, r), show_n=False) for r in TITLES]
         row.append("; ".join(by_label.get(label, [])) or ("one seed: no test" if n < 2 else "—"))
         if cell and b0:
-            row.append(_speedup(results, _run(v), _run(b0), cell))
+            row.append(_speedup(results, run_id(v), run_id(b0), cell))
             if with_int8:
-                row.append(_speedup(results, paths.precision_key(_run(v), "int8"),
-                                    paths.precision_key(_run(b0), "int8"), cell))
+                row.append(_speedup(results, paths.precision_key(run_id(v), "int8"),
+                                    paths.precision_key(run_id(b0), "int8"), cell))
         rows.append(row)
     headers = ["Pruned model", "MACs ↓", "Fine-tuned", "Scratch-E", "Scratch-B", "Seed-noise verdicts"]
     if cell:
