@@ -8,8 +8,10 @@ import sys
 import time
 
 import pytest
+import torch
 
 from prunebench.cli import main
+from prunebench.training import resolve_precision
 
 FAST = ["--data", "synthetic:128,64", "--baseline-epochs", "1", "--finetune-epochs", "1", "--bench-repeats", "3",
         "--bench-warmup", "1", "--bench-batch-sizes", "1", "4", "--baseline-batch-size", "32", "--bench-devices", "cpu"]
@@ -46,12 +48,15 @@ def test_results_json_has_all_four_variants_measured(run_dir):
     sb = r["variants"][3]["training"]["budget"]
     assert sb["R"] == pytest.approx(base["macs"] / r["variants"][3]["macs"], rel=1e-3)
     assert sb["epochs"] == int(1 * sb["R"])
+    # the resolved training arithmetic (precision auto → bf16 on native-bf16 CPUs, fp32 elsewhere) is recorded per variant
+    assert {v["training"]["precision"] for v in r["variants"]} == {resolve_precision("auto", torch.device("cpu"))}
     # --bench-devices cpu: a GPU, present or not, is neither measured nor reported as skipped
     assert r["config"]["bench"]["devices"] == ["cpu"] and not any(s["device"] == "cuda" for s in r["skipped"])
 
 
 def test_report_has_the_paper_table(run_dir):
     md = (run_dir / "report.md").read_text()
+    assert "; trained in bf16." in md or "; trained in fp32." in md
     assert "| Pruned model" in md and "Fine-tuned" in md and "Scratch-E" in md and "Scratch-B" in md
     assert "Measured speed-up" in md and "Theoretical" in md and "Counting rule" in md and "Prune s" in md
     assert (run_dir / "pareto.png").stat().st_size > 1000

@@ -41,7 +41,8 @@ def render_markdown(results: dict[str, Any], sections: Sequence[Section] = ()) -
         f"({results['data']['num_classes']} classes"
         + (f"; {results['data']['skipped_images']} unreadable image(s) skipped"
            if results['data'].get('skipped_images') else "") + "); "
-        f"baseline {cfg['baseline']['epochs']} epochs, fine-tune {cfg['finetune']['epochs']} epochs at lr {cfg['finetune']['lr']}.",
+        f"baseline {cfg['baseline']['epochs']} epochs, fine-tune {cfg['finetune']['epochs']} epochs at lr {cfg['finetune']['lr']}"
+        + _arithmetic(results) + ".",
         f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', GPU ' + env['gpu'] if env.get('gpu') else ''}; "
         f"torch {env['versions'].get('torch')}, torch-pruning {env['versions'].get('torch-pruning')}, "
         f"onnxruntime {env['versions'].get('onnxruntime') or env['versions'].get('onnxruntime-gpu')}; "
@@ -261,6 +262,13 @@ def _unstructured_note(vs: list[dict[str, Any]], labels: list[str]) -> list[str]
 
 def _reduction(base: dict[str, Any] | None, v: dict[str, Any], key: str) -> str:
     return f"{100 * (1 - v[key] / base[key]):.1f} %" if base else "—"
+
+
+def _arithmetic(results: dict[str, Any]) -> str:
+    """``"; trained in bf16"`` (the resolved training arithmetic of every variant, from results.json), or ``""`` for runs
+    recorded before it was stored."""
+    found = sorted({v["training"].get("precision") for v in results["variants"]} - {None})
+    return f"; trained in {' and '.join(found)}" if found else ""
 
 
 def _rows_of(v: dict[str, Any], precision: str) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ Schema ``prunebench.results/1``::
                    "params", "macs", "macs_cross_check", "file_bytes", "onnx": {...checks...},
                    "onnx_metadata": {...} (the prunebench.* metadata_props written into its model.onnx, parsed:
                                     docs/onnx-metadata.md; null for runs measured before it existed),
-                   "training": {"epochs", "lr", "wall_s", "budget", "history_top1"}, "widths",
+                   "training": {"epochs", "lr", "wall_s", "precision" (the resolved training arithmetic: fp32 | bf16),
+                                "budget", "history_top1"}, "widths",
                    "alignment": {"multiple", "layers", "misaligned", "examples"} (conv/linear widths not ×8),
                    "latency": [{"runtime", "device", "batch", "threads", "n", "median_ms", "iqr_ms", "p90_ms", "p99_ms",
                                 "mean_ms", "throughput_ips", "warmup_calls", "warmup_stable", "peak_mem_mb", ...}],
@@ -93,6 +94,7 @@ def collect(out: Path, cfg: "ExperimentConfig", variants: Sequence[dict[str, Any
             "nonzero": m.get("nonzero_counts"),
             "file_bytes": m["onnx"]["file_bytes"], "onnx": m["onnx"], "onnx_metadata": m.get("onnx_metadata"),
             "training": {"epochs": t["epochs"], "lr": t.get("config", {}).get("lr"), "wall_s": t.get("wall_s"),
+                         "precision": t.get("precision"),
                          "budget": t.get("budget") or None, "loaded_from": t.get("loaded_from"),
                          "history_top1": [h.get("top1") for h in t.get("history", [])]},
             "widths": m["widths"], "alignment": m.get("alignment"),
