@@ -340,6 +340,7 @@ class SkipLog:
         self.path, self.entries, self._seen = path, entries, {e.split(": ", 1)[0] for e in entries}
 
     def add(self, entries: list[str]) -> None:
+        """Record ``entries`` ("split/class/file: reason"); those not seen before are warned about (stderr) and saved."""
         new = [e for e in entries if e.split(": ", 1)[0] not in self._seen]
         for e in new:
             self._seen.add(e.split(": ", 1)[0])
