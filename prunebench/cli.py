@@ -237,7 +237,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if method.needs_data:
         if not args.data:
             raise PrunebenchError(f"{args.method} needs data: pass --data (imagefolder:PATH, cifar10 or synthetic)")
-        data = load_data(args.data, args.data_root, train_subset=args.calibration_samples)
+        data = load_data(args.data, args.data_root, train_subset=args.calibration_samples,
+                         input_size=args.input_size)
         calibration = calibration_batches(data, batches=max(1, args.calibration_samples // 64))
     before = flops.count(model, shape)
     nz_before = None if method.structured else flops.count_nonzero(model, shape)

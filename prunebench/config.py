@@ -43,6 +43,23 @@ else:  # pragma: no cover
 MATCH_OPTIONS = {"match_macs_of": "macs", "match_params_of": "params"}
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
+# Named training presets (``recipe = "imagenet"`` at the top of a plan, or ``--recipe imagenet``): each fills the plan
+# keys it lists unless the plan (or a flag) sets them itself — explicit keys win. "cifar" is the dataclass defaults (the
+# paper's CIFAR protocol). "imagenet" is the paper's ImageNet schedule (Liu et al. 2019, code: 90 epochs, batch 256, SGD
+# lr 0.1, momentum 0.9, wd 1e-4, ×0.1 every 30 epochs; fine-tuning 20 epochs at a constant 0.001 (L1-norm); Scratch-B
+# capped at 180 epochs). Applied by :func:`load_config` (:func:`apply_recipe`).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "cifar": {},
+    "imagenet": {
+        "baseline": {"epochs": 90, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
+                     "milestones": [1 / 3, 2 / 3], "gamma": 0.1},
+        "finetune": {"epochs": 20, "lr": 0.001},
+        "scratch": {"b_max_epochs": 180},
+    },
+}
+TRANSFORMS = ("auto", "cifar", "imagenet")
+STORAGES = ("auto", "memory", "stream")
+
 
 @dataclass
 class TrainConfig:
@@ -251,6 +268,24 @@ class ExperimentConfig:
     data: str = param("cifar10", "dataset: cifar10, cifar100, imagefolder:PATH (a folder or .tar.gz) or "
                                  "synthetic[:TRAIN,TEST]")
     data_root: str | None = param(None, "where torchvision datasets live or are downloaded to (default: the cache)")
+    data_storage: str = param("auto", "memory: decode once into a uint8 cache held in RAM (fast: augmentation runs "
+                                      "batched on the device); stream: decode per batch from disk in DataLoader workers "
+                                      "(nothing held in RAM); auto: memory for image folders whose images are at most "
+                                      "64 px a side and decode to at most 4 GiB, stream otherwise (cifar10/100, "
+                                      "synthetic: always memory)", choices=STORAGES)
+    input_size: int | None = param(None, "side of the square model input (default: the images' own size in memory, "
+                                         "224 streamed with the imagenet transforms, 32 with the cifar ones)",
+                                   unit="px")
+    transforms: str = param("auto", "augmentation and evaluation preprocessing: cifar = pad-4 random crop + "
+                                    "horizontal flip (images resized to input_size); imagenet = RandomResizedCrop "
+                                    "+ flip for training, resize to input_size·256/224 + centre crop for evaluation "
+                                    "(streamed data only); auto = cifar in memory or at input_size ≤ 64, else imagenet",
+                            choices=TRANSFORMS)
+    recipe: str = param("cifar", "named training preset filling every [baseline]/[finetune]/[scratch] key the plan "
+                                 "does not set: cifar = the defaults (the paper's CIFAR schedule); imagenet = the "
+                                 "paper's ImageNet schedule (90 epochs, batch 256, lr 0.1, ×0.1 every 30 epochs, wd "
+                                 "1e-4; fine-tuning 20 epochs at 0.001; Scratch-B at most 180 epochs)",
+                        choices=tuple(RECIPES))
     train_subset: int | None = param(None, "use this many training images (a fixed random subset)", unit="images")
     test_subset: int | None = param(None, "use this many test images (a fixed random subset)", unit="images")
     seeds: tuple[int, ...] = param((0,), "seeds; each trains the whole protocol once")
@@ -273,7 +308,7 @@ class ExperimentConfig:
         out = []
         if not DEVICE_PATTERN.match(self.device):
             out.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        for name in ("train_subset", "test_subset"):
+        for name in ("train_subset", "test_subset", "input_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 out.append(f"{name} must be ≥ 1, got {value}")
@@ -362,7 +397,20 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return from_mapping(ExperimentConfig, data).validate()
+    return from_mapping(ExperimentConfig, apply_recipe(data)).validate()
+
+
+def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a plan mapping) with its named ``recipe`` (:data:`RECIPES`) filled in under the keys it sets itself.
+    An unknown name is left for :func:`from_mapping` to report (with the valid names)."""
+    preset = RECIPES.get(data.get("recipe", "cifar")) if isinstance(data.get("recipe", "cifar"), str) else None
+    if not preset:
+        return data
+    out = dict(data)
+    for section, values in preset.items():
+        given = out.get(section, {})
+        out[section] = {**values, **given} if isinstance(given, dict) else given
+    return out
 
 
 def plan_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def train(
 
     The step never waits for the device: loss, accuracy and a non-finite-loss flag accumulate as device tensors and are
     read once per epoch (a non-finite loss still stops the run, naming the epoch and step). Batches come from
-    ``data.train_batches`` (augmented on the device). ``cfg.precision`` selects bf16 autocast + channels_last or fp32;
+    ``data.train_batches``: in memory, augmented on the device; streamed, decoded by DataLoader workers. ``cfg.precision`` selects bf16 autocast + channels_last or fp32;
     the resolved choice is returned in ``TrainResult.precision``. ``checkpoint`` enables per-epoch resume; ``tag`` (the
     stage digest) is stored in it, and a checkpoint with another tag (a different plan's) is discarded, not resumed.
     Under torchrun (DDP), ``cfg.batch_size`` is the global batch: each of W ranks takes batch_size / W.

@@ -129,6 +129,10 @@ def world(tmp_path_factory):
     _images(w / "classes" / "x", {"train": 32}, classes=("cat", "dog"))
     _images(w / "classes" / "x", {"test": 32}, classes=("cat", "cow"))
     _noise_archive(w / "cut.tar.gz")
+    for split in ("train", "test"):   # image files that hold no image: streaming finds none to compute mean/std on
+        for c in ("cat", "dog"):
+            (w / "unreadable" / split / c).mkdir(parents=True)
+            (w / "unreadable" / split / c / "0.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)
     # compare
     for name, doc in (("base.json", _results()), ("lots.json", _results(v1_macs="lots")),
                       ("null.json", _results(v1_top1=None)), ("noparams.json", _results(v1_params=None)),
@@ -278,6 +282,23 @@ CASES = [
      "the training images are 3×32×32 but the test images are 3×64×64", None),
     ("run-data-classes-differ", RUN + ["--data", "imagefolder:{w}/classes/x"],
      "different class folders (only in train/: dog; only in test/: cow)", None),
+    # run: streamed folders, recipes, input size (issue #9, Data)
+    ("run-data-stream-in-memory-set", RUN + ["--data-storage", "stream"],
+     "data_storage = stream needs an image folder on disk, but synthetic:16,8 is held in memory", None),
+    ("run-data-imagenet-in-memory-set", RUN + ["--transforms", "imagenet"],
+     "transforms = imagenet needs an image folder on disk", None),
+    ("run-data-imagenet-forced-memory", RUN + ["--data", "imagefolder:{w}/big", "--data-storage", "memory",
+                                               "--transforms", "imagenet"],
+     "transforms = imagenet needs data_storage = stream", None),
+    ("run-input-size-0", RUN + ["--input-size", "0"], "input_size must be ≥ 1, got 0", None),
+    ("run-recipe-unknown", RUN + ["--recipe", "imagenet1k"], "recipe must be one of 'cifar', 'imagenet'", None),
+    ("run-transforms-unknown", RUN + ["--transforms", "autoaugment"], "transforms must be one of", None),
+    ("run-data-stream-empty-class", RUN + ["--data", "imagefolder:{w}/emptyclass", "--data-storage", "stream"],
+     "dog holds no readable images", None),
+    ("run-data-stream-classes-differ", RUN + ["--data", "imagefolder:{w}/classes/x", "--data-storage", "stream"],
+     "different class folders (only in train/: dog; only in test/: cow)", None),
+    ("run-data-stream-unreadable", RUN + ["--data", "imagefolder:{w}/unreadable", "--data-storage", "stream"],
+     "none of 2 sampled training images could be decoded", None),
     ("run-model-rejects-data", RUN[:-1] + ["vgg16", "--data", "imagefolder:{w}/big"],
      "vgg16 cannot take the data's 3×64×64 images", None),
     # run: checkpoints (§2, §3)

@@ -172,3 +172,39 @@ def test_real_cifar10_jpegs_reproduce_the_reported_top1(cifar_archive, tmp_path)
     evaluate = doc_snippet()["evaluate"]
     for v in r["variants"]:
         assert abs(evaluate(onnx_of(out, v), folder) - v["accuracy"]["onnx_top1"]) <= 0.1, v["id"]
+
+
+def test_the_imagenet_recipe_on_a_streamed_folder_is_reproduced_from_the_metadata(tmp_path, monkeypatch):
+    """A folder of mixed sizes and modes, streamed, with the ImageNet recipe (resize the shorter side, centre crop): the
+    snippet's own resize + crop give the very tensors the run evaluated, and reproduce its top-1; the folder's own
+    mean/std (computed on a sample) are in results.json and in every file."""
+    import importlib.util
+
+    import torch
+
+    from prunebench.data import eval_batches
+
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("imagenet_like", ROOT / "scripts" / "imagenet_like.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    folder = gen.make(tmp_path / "imgs", 32, 24, classes=4, min_px=40, max_px=90, seed=3)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--data", f"imagefolder:{folder}", "--transforms", "imagenet",
+                 "--input-size", "32", *RUN[2:]]) == 0
+    r = json.loads((out / "results.json").read_text())
+    pre = r["data"]["preprocessing"]
+    assert r["data"]["storage"] == "stream" and r["data"]["transforms"] == "imagenet"
+    assert pre["resize"]["shorter_side"] == 37 and pre["crop"] == {"size": [32, 32], "position": "center"}
+    data = load_data(f"imagefolder:{folder}", transforms="imagenet", input_size=32)
+    assert pre["mean"] == pytest.approx(list(data.mean)) and pre["mean"] != pytest.approx([0.5, 0.5, 0.5], abs=1e-3)
+    snippet = doc_snippet()
+    _, meta = snippet["load"](onnx_of(out, r["variants"][-1]))
+    assert {k: meta[k] for k in pre} == pre
+    expected = torch.cat([x for x, _ in eval_batches(data, data.test, 8)]).numpy()
+    files = [p for c in data.classes for p in sorted((folder / "val" / c).iterdir())]
+    got = np.concatenate([snippet["preprocess"](Image.open(f), meta) for f in files])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    for v in r["variants"]:
+        got_top1 = snippet["evaluate"](onnx_of(out, v), folder / "val")
+        assert abs(got_top1 - v["accuracy"]["onnx_top1"]) <= 0.1 and abs(got_top1 - v["accuracy"]["top1"]) <= 0.1

@@ -23,10 +23,10 @@ def onnx_accuracy(path: str | Path, data: DataBundle, split: Split, threads: int
     """Top-1 / top-5 (%) of the ONNX file at ``path`` on ``split``, ONNX Runtime CPU with ``threads`` threads."""
     sess = cpu_session(path, threads)
     name = sess.get_inputs()[0].name
-    c1 = c5 = 0
+    c1 = c5 = seen = 0
     for x, y in eval_batches(data, split, batch_size):
         out = torch.from_numpy(np.asarray(sess.run(None, {name: x.numpy()})[0]))
         a, b = topk_correct(out, y)
-        c1, c5 = c1 + a, c5 + b
-    n = max(len(split), 1)
+        c1, c5, seen = c1 + a, c5 + b, seen + int(y.numel())
+    n = max(seen, 1)   # a streamed image that cannot be decoded is left out
     return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}

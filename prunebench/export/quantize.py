@@ -42,7 +42,7 @@ import torch
 
 from prunebench.core.errors import PrunebenchError
 from prunebench.core.io import atomic_write
-from prunebench.data import DataBundle, Split, eval_batches, normalize_batch
+from prunebench.data import DataBundle, Split, eval_batches, sample_images
 from prunebench.export.session import cpu_session, ort_module
 from prunebench.metrics.accuracy import topk_correct
 
@@ -61,7 +61,7 @@ def calibration_images(data: DataBundle, n: int, seed: int = SAMPLE_SEED) -> np.
     split = data.train
     n = min(n, len(split))
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return normalize_batch(data, split.images[idx]).numpy().astype(np.float32, copy=False)
+    return sample_images(data, split, idx).numpy().astype(np.float32, copy=False)
 
 
 def _input_name(path: str | Path) -> str:
@@ -218,7 +218,7 @@ def verify_precision(fp32: str | Path, path: str | Path, precision: str, data: D
         raise PrunebenchError(f"{path.name} fails onnx.checker: {str(e).splitlines()[0][:200]}") from None
     ref, sess = cpu_session(fp32, threads), cpu_session(path, threads)
     name_ref, name = ref.get_inputs()[0].name, sess.get_inputs()[0].name
-    agree = c1 = c5 = c1_ref = 0
+    agree = c1 = c5 = c1_ref = seen = 0
     errors, lo, hi = [], np.inf, -np.inf
     for x, y in eval_batches(data, split, batch_size):
         a = np.asarray(ref.run(None, {name_ref: x.numpy()})[0], dtype=np.float32)
@@ -228,10 +228,11 @@ def verify_precision(fp32: str | Path, path: str | Path, precision: str, data: D
         agree += int((a.argmax(1) == b.argmax(1)).sum())
         t1, t5 = topk_correct(torch.from_numpy(b), y)
         c1, c5, c1_ref = c1 + t1, c5 + t5, c1_ref + topk_correct(torch.from_numpy(a), y)[0]
-    n = max(len(split), 1)
+        seen += int(y.numel())
+    n = max(seen, 1)   # a streamed image that cannot be decoded is left out
     span = hi - lo if hi > lo else 1.0
     err = np.concatenate(errors) if errors else np.zeros(1, np.float32)
     return PrecisionCheck(precision, path.stat().st_size, True, agree / n, float(err.max()) / span,
                           float(np.percentile(err, 99)) / span, 100.0 * c1 / n, 100.0 * c5 / n, 100.0 * c1_ref / n,
-                          len(split))
+                          seen)
 

@@ -49,20 +49,26 @@ class RunEnv:
             c = self.cfg
             if not dist.is_main():
                 dist.barrier()  # let rank 0 extract/decode into the cache first
-            self._data = load_data(c.data, c.data_root, c.train_subset, c.test_subset)
+            self._data = load_data(c.data, c.data_root, c.train_subset, c.test_subset, storage=c.data_storage,
+                                   input_size=c.input_size, transforms=c.transforms,
+                                   num_workers=c.baseline.num_workers)
             if dist.is_main():
                 dist.barrier()
         return self._data
 
     def data_info(self) -> dict[str, Any]:
         """Dataset facts for results.json: name, train/test image counts, classes, input shape (C, H, W), skipped
-        unreadable images (first 10 named), and the evaluation preprocessing (data.eval_preprocessing)."""
+        unreadable images (first 10 named), the evaluation preprocessing (data.eval_preprocessing: the dataset's own
+        mean/std included), where the images live (storage: memory / stream) and the training augmentation
+        (transforms: cifar / imagenet)."""
         from prunebench.data import eval_preprocessing
 
         d = self.data
         return {"name": d.name, "train": len(d.train), "test": len(d.test), "num_classes": d.num_classes,
                 "input_shape": list(d.input_shape), "skipped_images": len(d.skipped),
-                "skipped_examples": d.skipped[:10], "preprocessing": eval_preprocessing(d)}
+                "skipped_examples": d.skipped[:10], "preprocessing": eval_preprocessing(d),
+                "storage": "stream" if d.streamed else "memory",
+                "transforms": d.train.recipe.kind if d.streamed else "cifar"}
 
     def entry(self, seed: int, label: str) -> Entry:
         """The :class:`Entry` of [[prune]] entry ``label`` for ``seed``."""

@@ -40,8 +40,13 @@ def _rel(out: Path, d: Path) -> str:
 
 
 def data_params(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The plan fields the data depends on (data, train_subset, test_subset), as stage params."""
-    return {"data": cfg.data, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset}
+    """The plan fields the data depends on (data, train_subset, test_subset; data_storage, input_size, transforms only
+    where not at their defaults, so that the digests of runs from before those fields hold), as stage params."""
+    extra = {k: getattr(cfg, k) for k, default in DATA_DEFAULTS.items() if getattr(cfg, k) != default}
+    return {"data": cfg.data, "train_subset": cfg.train_subset, "test_subset": cfg.test_subset, **extra}
+
+
+DATA_DEFAULTS = {"data_storage": "auto", "input_size": None, "transforms": "auto"}
 
 
 def spec_params(spec: PruneSpec) -> dict[str, Any]:

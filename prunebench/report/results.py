@@ -5,7 +5,9 @@ Schema ``prunebench.results/1``::
     {"schema": "prunebench.results/1", "created": ISO-8601, "environment": {...manifest...}, "config": {...plan...},
      "data": {"name", "train", "test", "num_classes", "input_shape", "skipped_images", "skipped_examples",
               "preprocessing": {"layout", "input_size", "dtype", "color", "resize", "crop", "pixel_scale", "mean", "std"}
-              (prunebench.data.eval_preprocessing: exactly what evaluation does to an image)},
+              (prunebench.data.eval_preprocessing: exactly what evaluation does to an image; the imagenet recipe's
+              resize is {"shorter_side", ...} and its crop {"size", "position"}), "storage" (memory | stream),
+              "transforms" (cifar | imagenet)},
      "counting_rule": str,
      "variants": [{"id", "seed", "regime", "regime_kind", "title", "same_architecture",
                    "prune": {method, preset, ratio, round_to, options, name, label, structured} | null,
