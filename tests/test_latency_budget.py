@@ -287,6 +287,22 @@ def test_recommendation_fewest_cliffs_then_smallest_round_to_near_the_best_mean(
         recommend_round_to([])
 
 
+def test_recommendation_compares_round_tos_at_equal_macs() -> None:
+    from prunebench.bench.scan import recommend_round_to
+
+    # round_to 1: speed-up 1.6 at 40 MACs, 1.2 at 80 (linear in between); round_to 8 at 60 MACs: 1.5 vs the
+    # interpolated 1.4 → 1.5/1.4 = 1.071 at equal MACs: coarser rounding buys speed here
+    pts = [{"round_to": r, "multiplier": 1.0, "speedup": 1.0, "ci_low": 1.0, "ci_high": 1.0, "macs": 100}
+           for r in (1, 8)]
+    pts += [{"round_to": 1, "multiplier": 0.8, "speedup": 1.2, "ci_low": 1.15, "ci_high": 1.25, "macs": 80},
+            {"round_to": 1, "multiplier": 0.5, "speedup": 1.6, "ci_low": 1.55, "ci_high": 1.65, "macs": 40},
+            {"round_to": 8, "multiplier": 0.5, "speedup": 1.5, "ci_low": 1.45, "ci_high": 1.55, "macs": 60}]
+    rec = recommend_round_to(pts)
+    assert rec["round_to"] == 8 and rec["scores"] == {"1": pytest.approx(1.0), "8": pytest.approx(1.5 / 1.4, abs=1e-4)}
+    slower = [dict(p, speedup=1.38) if p["round_to"] == 8 and p["macs"] == 60 else p for p in pts]
+    assert recommend_round_to(slower)["round_to"] == 1   # within 2 % of round_to 1 at equal MACs: keep the finer one
+
+
 def test_scan_with_a_fake_harness_writes_points_for_every_cell(resnet20, tmp_path) -> None:
     from prunebench.bench.scan import markdown, plot, run_scan
 
@@ -299,7 +315,7 @@ def test_scan_with_a_fake_harness_writes_points_for_every_cell(resnet20, tmp_pat
     by = {(p["round_to"], p["multiplier"]): p for p in doc["points"]}
     assert by[(8, 0.25)]["channels"] >= by[(1, 0.25)]["channels"]     # rounding up keeps more channels
     assert doc["cliffs"] == [] and doc["recommendation"]["round_to"] in (1, 8)
-    assert "Recommended round_to" in markdown(doc)
+    assert "Recommended round_to" in markdown(doc) and "CPU time" in markdown(doc)
     plot(doc, tmp_path / "scan.png")
     assert (tmp_path / "scan.png").stat().st_size > 0
 

@@ -7,9 +7,12 @@ with the dense model (their speed-ups are paired ratios of medians with bootstra
 
 A **cliff** (:func:`find_cliffs`) is a narrower model of one ``round_to`` series that is slower than a wider model of
 the same series beyond the CIs: its speed-up CI lies wholly below the wider one's. The **recommendation**
-(:func:`recommend_round_to`) per target: the ``round_to`` with the fewest cliffs; among those, the smallest whose mean
-speed-up over the multipliers is within ``tolerance`` of the best mean (finer rounding keeps more freedom for the
-pruning method). Both are pure functions of the measured points.
+(:func:`recommend_round_to`) per target: among the ``round_to`` values with the fewest cliffs, the one whose models
+are fastest *at equal MACs* — each pruned point's speed-up over the finest series' speed-up interpolated at the same
+MACs, averaged (the finest series scores 1.0) — and, within ``tolerance`` of that best, the smallest (finer rounding
+keeps more freedom for the pruning method). Comparing at equal MACs matters: a plain mean speed-up favours fine
+rounding only because it removes more channels, a plain measured/MACs efficiency favours coarse rounding only because
+it prunes less. Both are pure functions of the measured points.
 
 Writes scan.json (points, cliffs, recommendation, harness settings, environment), scan.md (a table per target) and
 scan.png (speed-up vs multiplier per ``round_to``, CIs as bars, cliffs circled).
@@ -22,6 +25,8 @@ import copy
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from prunebench.bench.catalog import LatencyTarget
 
@@ -54,23 +59,37 @@ def find_cliffs(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def recommend_round_to(points: Sequence[Mapping[str, Any]], cliffs: Sequence[Mapping[str, Any]] | None = None,
                        tolerance: float = TOLERANCE) -> dict[str, Any]:
-    """The recommended ``round_to`` (see the module docstring) with the per-``round_to`` cliff counts and mean
-    speed-ups it was chosen from. Raises ``ValueError`` for no points."""
+    """The recommended ``round_to`` (see the module docstring) with the per-``round_to`` cliff counts and scores it was
+    chosen from: speed-up at equal MACs relative to the finest series when every point has ``macs``, else the mean
+    speed-up. Raises ``ValueError`` for no points."""
     if not points:
         raise ValueError("no measured points")
     cliffs = find_cliffs(points) if cliffs is None else cliffs
     rounds = sorted({int(p["round_to"]) for p in points})
     count = {r: sum(1 for c in cliffs if c["round_to"] == r) for r in rounds}
-    mean = {r: sum(p["speedup"] for p in points if p["round_to"] == r) / sum(1 for p in points if p["round_to"] == r)
-            for r in rounds}
+    with_macs = all(p.get("macs") for p in points)
+    score: dict[int, float] = {}
+    if with_macs:
+        ref = sorted((float(p["macs"]), float(p["speedup"])) for p in points if int(p["round_to"]) == rounds[0])
+        xs = np.array(sorted({x for x, _ in ref}))
+        ys = np.array([np.mean([y for x, y in ref if x == v]) for v in xs])
+        dense = max(p["macs"] for p in points)
+        for r in rounds:
+            pts = [p for p in points if int(p["round_to"]) == r and p["macs"] < dense]
+            score[r] = float(np.mean([p["speedup"] / np.interp(p["macs"], xs, ys) for p in pts])) if pts else 1.0
+        what = f"speed-up at equal MACs relative to round_to {rounds[0]}"
+    else:
+        for r in rounds:
+            score[r] = float(np.mean([p["speedup"] for p in points if int(p["round_to"]) == r]))
+        what = "mean speed-up"
     fewest = min(count.values())
     calm = [r for r in rounds if count[r] == fewest]
-    best = max(mean[r] for r in calm)
-    choice = min(r for r in calm if mean[r] >= best * (1 - tolerance))
-    why = (f"{fewest} cliff(s) (fewest), mean speed-up {mean[choice]:.3f}× within {tolerance:.0%} of the best "
-           f"{best:.3f}×, smallest such round_to")
-    return {"round_to": choice, "cliffs": {str(r): count[r] for r in rounds},
-            "mean_speedup": {str(r): round(mean[r], 4) for r in rounds}, "why": why}
+    best = max(score[r] for r in calm)
+    choice = min(r for r in calm if score[r] >= best * (1 - tolerance))
+    why = (f"{fewest} cliff(s) (fewest); {what}: {score[choice]:.3f}, within {tolerance:.0%} of the best "
+           f"{best:.3f}; smallest such round_to")
+    return {"round_to": choice, "cliffs": {str(r): count[r] for r in rounds}, "score": what,
+            "scores": {str(r): round(score[r], 4) for r in rounds}, "why": why}
 
 
 def scan_widths(model: Any, model_name: str, round_tos: Sequence[int], multipliers: Sequence[float]
@@ -163,24 +182,30 @@ def markdown(doc: Mapping[str, Any]) -> str:
              "—" if p.get("cpu_speedup") is None else f"{p['cpu_speedup']:.3f} [{p['cpu_ci_low']:.3f}, "
                                                        f"{p['cpu_ci_high']:.3f}]"] for p in doc["points"]]
     s = doc["settings"]
+    env = doc.get("environment") or {}
     lines = [f"# Latency scan: {doc['model']} on {doc['target']}", "",
              f"Uniform width multipliers, each group rounded up to round_to; one interleaved harness run "
              f"({s.get('repeats')} rounds at batch ≤ 8, warm-up until stable), speed-ups over the dense model with "
-             f"paired bootstrap {100 * s.get('level', 0.95):.0f} % CIs; CPU time = per-call process CPU time.", "",
+             f"paired bootstrap {100 * s.get('level', 0.95):.0f} % CIs; CPU time = per-call process CPU time."
+             + (f" Machine: {env.get('cpu')} ({env.get('cpu_count')} CPUs); onnxruntime "
+                f"{env.get('versions', {}).get('onnxruntime')}, torch {env.get('versions', {}).get('torch')}."
+                if env else ""), "",
              tabulate(rows, headers=["round_to", "multiplier", "channels", "MMACs", "median ms", "speed-up [CI]",
                                      "CPU-time speed-up [CI]"], tablefmt="github"), ""]
-    if doc["cliffs"]:
-        lines.append("Cliffs (a narrower model slower than a wider one of the same round_to, beyond the CIs):")
-        lines += [f"- round_to {c['round_to']}: ×{c['multiplier']:.1f} at {c['speedup']:.3f}× "
-                  f"[{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] is slower than ×{c['slower_than_multiplier']:.1f} at "
-                  f"{c['wider_speedup']:.3f}× [{c['wider_ci'][0]:.3f}, {c['wider_ci'][1]:.3f}]" for c in doc["cliffs"]]
-    else:
-        lines.append("No cliffs: no narrower model is slower than a wider one beyond the CIs.")
-    rec = doc["recommendation"]
-    lines += ["", f"Recommended round_to on {doc['target']}: **{rec['round_to']}** ({rec['why']}).", ""]
     cpu = doc.get("cpu_time") or {}
-    if cpu.get("recommendation"):
-        lines.append(f"On CPU time: {len(cpu['cliffs'])} cliff(s); recommended round_to {cpu['recommendation']['round_to']}.")
+    for title, cliffs, rec in (("wall clock", doc["cliffs"], doc["recommendation"]),
+                               ("CPU time", cpu.get("cliffs", []), cpu.get("recommendation"))):
+        if rec is None:
+            continue
+        if cliffs:
+            lines.append(f"Cliffs on {title} (a narrower model slower than a wider one of the same round_to, beyond "
+                         "the CIs):")
+            lines += [f"- round_to {c['round_to']}: ×{c['multiplier']:.1f} at {c['speedup']:.3f}× "
+                      f"[{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] is slower than ×{c['slower_than_multiplier']:.1f} at "
+                      f"{c['wider_speedup']:.3f}× [{c['wider_ci'][0]:.3f}, {c['wider_ci'][1]:.3f}]" for c in cliffs]
+        else:
+            lines.append(f"No cliffs on {title}: no narrower model is slower than a wider one beyond the CIs.")
+        lines += ["", f"Recommended round_to on {doc['target']} ({title}): **{rec['round_to']}** ({rec['why']}).", ""]
     return "\n".join(lines) + "\n"
 
 
