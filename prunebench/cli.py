@@ -329,13 +329,15 @@ def _prune_to_budget(args: argparse.Namespace, model: Any, num_classes: int, tar
         print(json.dumps(record, indent=2))
         return 0
     f = record["final"]
-    print(f"{args.model} {args.method} on {record['target']}: goal {f['goal_speedup']:.3f}× — measured "
-          f"{f['speedup']:.3f}× [{f['ci_low']:.3f}, {f['ci_high']:.3f}] ({f['ci_level']:.0%} CI; CPU time "
-          f"{f['cpu_speedup']}×), {'met' if record['met'] else 'NOT met'} after {len(record['rounds'])} round(s); "
-          f"predicted {f['predicted_ms']:.4f} ms (rescaled {f['predicted_rescaled_ms']:.4f}), measured "
-          f"{f['measured_ms']:.4f} ms (dense {f['dense_ms']:.4f}): table error {f['table_error_pct']:+.1f} % "
-          f"({f['table_error_rescaled_pct']:+.1f} % rescaled); MACs {f['dense_macs'] / 1e6:.2f}M → {f['macs'] / 1e6:.2f}M"
-          + (f"; saved to {args.out}" if args.out else ""))
+    other = (f"CPU time {f['cpu_speedup']}× [{f['cpu_ci_low']}, {f['cpu_ci_high']}]" if record["metric"] == "wall"
+             else f"wall clock {f['speedup']}× [{f['ci_low']}, {f['ci_high']}]")
+    print(f"{args.model} {args.method} on {record['target']} ({record['metric']}): goal {f['goal_speedup']:.3f}× — "
+          f"measured {f['metric_speedup']:.3f}× [{f['metric_ci_low']:.3f}, {f['metric_ci_high']:.3f}] "
+          f"({f['ci_level']:.0%} CI; {other}), {'met' if record['met'] else 'NOT met'} after {len(record['rounds'])} "
+          f"round(s); predicted {f['predicted_ms']:.4f} ms (rescaled {f['predicted_rescaled_ms']:.4f}), measured "
+          f"{f['metric_measured_ms']:.4f} ms (dense {f['metric_dense_ms']:.4f}): table error "
+          f"{f['table_error_pct']:+.1f} % ({f['table_error_rescaled_pct']:+.1f} % rescaled); MACs "
+          f"{f['dense_macs'] / 1e6:.2f}M → {f['macs'] / 1e6:.2f}M" + (f"; saved to {args.out}" if args.out else ""))
     return 0
 
 

@@ -364,3 +364,52 @@ def test_report_target_cell_reads_the_target_string() -> None:
     assert _target_cell("onnxruntime:cpu:threads=1:batch=32") == ("onnxruntime", "cpu", 32, 1)
     assert _target_cell("onnxruntime:cpu") == ("onnxruntime", "cpu", 1, 1)
     assert _target_cell("nonsense") is None
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+class _Check:
+    def to_dict(self):
+        return {"ok": True}
+
+
+def _fake_verified_export(model, shape, path, batch, metadata=None):
+    _fake_export(model, shape, path)
+    return _Check()
+
+
+class PenaltyHarness(FakeHarness):
+    """The fake harness plus a fixed cost for every pruned model: the additive table underestimates it."""
+
+    def __init__(self, penalty: float) -> None:
+        super().__init__()
+        self.penalty = penalty
+
+    def latency(self, widths: list[int]) -> float:
+        dense = 698   # resnet20's Σ conv/linear output widths
+        return FakeHarness.latency(widths) + (self.penalty if sum(widths) < dense else 0.0)
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.4])
+def test_budget_loop_meets_the_goal_and_tightens_after_a_miss(resnet20, tmp_path, monkeypatch, penalty) -> None:
+    from prunebench.bench.latency_model import build_table
+    from prunebench.pipeline import latency_budget as lb
+
+    harness = PenaltyHarness(penalty)
+    monkeypatch.setattr(lb, "measure", harness)
+    monkeypatch.setattr(lb, "export_and_verify", _fake_verified_export)
+    target = parse_target("onnxruntime:cpu")
+    table = build_table(resnet20, "resnet20", target, round_to=4, cache=False, measure_fn=FakeHarness(),
+                        export_fn=_fake_export)
+    pruned, record = lb.prune_to_budget(resnet20, "resnet20", 10, "l1-norm", target, speedup=1.2, max_rounds=4,
+                                        out=tmp_path / "out", table=table)
+    rounds = record["rounds"]
+    assert record["met"] and rounds[-1]["metric_speedup"] * 1.01 >= 1.2
+    budgets = [r["budget_ms"] for r in rounds]
+    assert budgets == sorted(budgets, reverse=True) and len(set(budgets)) == len(budgets)
+    if penalty == 0.0:   # the fake is exactly additive: one round, prediction = measurement
+        assert len(rounds) == 1 and rounds[0]["table_error_pct"] == pytest.approx(0.0, abs=1e-6)
+    else:                # a fixed cost the table does not know: missed first, tightened, then met
+        assert len(rounds) >= 2 and not rounds[0]["met"] and rounds[0]["table_error_pct"] < 0
+    assert (tmp_path / "out" / "arch.json").is_file() and (tmp_path / "out" / "latency-budget.json").is_file()
+    assert all(w in table.candidates(g) for g, w in record["widths"].items())   # only widths the table measured
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in resnet20.parameters())

@@ -118,7 +118,8 @@ def prune_to_budget(model: nn.Module, model_name: str, num_classes: int, method:
             rescaled = alloc.predicted_ms * dense_now / table.dense_ms
             if metric == "cpu":
                 goal_now = goal_speedup(d["cpu_median_ms"], target_ms, speedup)
-            ratio, high = (s["speedup"], s["ci_high"]) if metric == "wall" else (s["cpu_speedup"], s["cpu_ci_high"])
+            ratio, low, high = ((s["speedup"], s["ci_low"], s["ci_high"]) if metric == "wall"
+                                else (s["cpu_speedup"], s["cpu_ci_low"], s["cpu_ci_high"]))
             met = high >= goal_now
             rounds.append({
                 "round": i + 1, "budget_ms": round(budget, 5), "feasible": alloc.feasible,
@@ -129,14 +130,16 @@ def prune_to_budget(model: nn.Module, model_name: str, num_classes: int, method:
                 "speedup": s["speedup"], "ci_low": s["ci_low"], "ci_high": s["ci_high"], "ci_level": s["ci_level"],
                 "cpu_speedup": s.get("cpu_speedup"), "cpu_ci_low": s.get("cpu_ci_low"),
                 "cpu_ci_high": s.get("cpu_ci_high"), "goal_speedup": round(goal_now, 4),
+                "metric_measured_ms": measured, "metric_dense_ms": dense_now, "metric_speedup": ratio,
+                "metric_ci_low": low, "metric_ci_high": high,
                 "table_error_pct": round(100 * (alloc.predicted_ms - measured) / measured, 2),
                 "table_error_rescaled_pct": round(100 * (rescaled - measured) / measured, 2),
                 "importance_kept": round(alloc.importance / sum(len(v) for v in scores.values()), 4),
                 "macs": flops.count(pruned, shape).macs, "dense_macs": dense_macs, "met": met, "widths": alloc.widths,
                 "onnx": check.to_dict() | {"path": None}})
-            log(f"round {i + 1}: budget {budget:.3f}, predicted {alloc.predicted_ms:.3f}, measured "
-                f"{p['median_ms']:.3f} (dense {d['median_ms']:.3f}), speed-up {s['speedup']:.3f} "
-                f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}] vs goal {goal_now:.3f}" + (" — met" if met else ""))
+            log(f"round {i + 1} ({metric}): budget {budget:.3f}, predicted {alloc.predicted_ms:.3f}, measured "
+                f"{measured:.3f} (dense {dense_now:.3f}), speed-up {ratio:.3f} [{low:.3f}, {high:.3f}] vs goal "
+                f"{goal_now:.3f}" + (" — met" if met else ""))
             if met or not alloc.feasible:
                 break
             budget = next_budget(budget, ratio, goal_now)
