@@ -307,7 +307,7 @@ CASES = [
     ("prune-model-unknown", ["prune", "--model", "resnet57", "--ratio", "0.5"], "unknown model 'resnet57'", None),
     ("prune-preset-Z", ["prune", "--model", "resnet56", "--preset", "Z"], "no preset 'Z' for resnet56", None),
     ("prune-ratio-1.5", ["prune", "--model", "resnet20", "--ratio", "1.5"], "--ratio must be in [0, 1)", None),
-    ("prune-no-amount", ["prune", "--model", "resnet20"], "say how much to prune: --preset P or --ratio R", None),
+    ("prune-no-amount", ["prune", "--model", "resnet20"], "say how much to prune: --preset P, --ratio R", None),
     ("prune-method-unknown", ["prune", "--model", "resnet20", "--method", "magic", "--ratio", "0.5"],
      "unknown pruning method 'magic'", None),
     ("prune-option-unknown", ["prune", "--model", "resnet20", "--method", "network-slimming", "--ratio", "0.5",
