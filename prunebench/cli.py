@@ -1,4 +1,4 @@
-"""The ``prunebench`` command: run | prune | list | bench | compare.
+"""The ``prunebench`` command: run | prune | list | bench | compare | scan.
 
 Every field of the plan is also a flag of ``run`` (``--baseline-epochs``, ``--bench-threads``, …) whose help comes from
 the field's own metadata (``prunebench.config``), so a TOML plan and the command line say the same things the same way.
@@ -21,7 +21,7 @@ from prunebench.core.errors import PrunebenchError, is_environment_error, one_li
 from prunebench.core.params import help_text, key_of
 
 SECTIONS = ("baseline", "finetune", "scratch", "bench", "export")
-COMMANDS = ("run", "prune", "list", "bench", "compare")
+COMMANDS = ("run", "prune", "list", "bench", "compare", "scan")
 Formatter = argparse.RawDescriptionHelpFormatter
 
 
@@ -207,8 +207,35 @@ def cmd_prune(args: argparse.Namespace) -> int:
             method.preset(args.model, args.preset)
         except PrunebenchError as e:
             problems.append(str(e))
-    if not args.explain and args.preset is None and args.ratio is None:
-        problems.append("say how much to prune: --preset P or --ratio R (or --explain to list the groups)")
+    budget = args.target_latency is not None or args.target_speedup is not None
+    target = None
+    if budget or args.target:
+        from prunebench.bench.catalog import parse_target
+
+        if not args.target:
+            problems.append("--target-latency/--target-speedup need --target RUNTIME:DEVICE[:threads=N][:batch=N], e.g. "
+                            "onnxruntime:cpu:threads=1:batch=1")
+        else:
+            try:
+                target = parse_target(args.target)
+            except PrunebenchError as e:
+                problems.append(str(e))
+        if not budget and args.target:
+            problems.append("--target needs --target-latency MS or --target-speedup X")
+        from prunebench.pruning.budget import IMPORTANCES
+
+        if budget and args.method not in IMPORTANCES:
+            problems.append(f"--method {args.method} cannot prune to a latency budget; choose one of "
+                            f"{', '.join(IMPORTANCES)}")
+        if args.target_latency is not None and args.target_latency <= 0:
+            problems.append(f"--target-latency must be > 0 milliseconds, got {args.target_latency}")
+        if args.target_speedup is not None and args.target_speedup <= 1:
+            problems.append(f"--target-speedup must be > 1, got {args.target_speedup}")
+        if args.max_rounds < 1 or args.lut_candidates < 2:
+            problems.append("--max-rounds must be ≥ 1 and --lut-candidates ≥ 2")
+    if not args.explain and args.preset is None and args.ratio is None and not budget:
+        problems.append("say how much to prune: --preset P, --ratio R, --target-latency MS or --target-speedup X (or "
+                        "--explain to list the groups)")
     if problems:
         raise PrunebenchError("; ".join(problems))
     if args.out:
@@ -240,6 +267,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         data = load_data(args.data, args.data_root, train_subset=args.calibration_samples,
                          input_size=args.input_size)
         calibration = calibration_batches(data, batches=max(1, args.calibration_samples // 64))
+    if budget:
+        return _prune_to_budget(args, model, num_classes, target, calibration)
     before = flops.count(model, shape)
     nz_before = None if method.structured else flops.count_nonzero(model, shape)
     t0 = time.perf_counter()
@@ -284,6 +313,32 @@ def cmd_prune(args: argparse.Namespace) -> int:
         for key, note in arch.notes.items():  # e.g. slimming on equal (untrained) γ: every layer at the floor
             if isinstance(note, dict) and note.get("warning"):
                 print(f"  warning ({key}): {note['warning']}")
+    return 0
+
+
+def _prune_to_budget(args: argparse.Namespace, model: Any, num_classes: int, target: Any, calibration: Any) -> int:
+    """The latency-budget path of ``prunebench prune`` (``prunebench.pipeline.latency_budget``): prints the record."""
+    from prunebench.pipeline.latency_budget import prune_to_budget
+
+    log = (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda s: None)
+    _, record = prune_to_budget(model, args.model, num_classes, args.method, target, target_ms=args.target_latency,
+                                speedup=args.target_speedup, round_to=args.round_to, max_rounds=args.max_rounds,
+                                max_candidates=args.lut_candidates, metric=args.lut_metric,
+                                cache=Path(args.lut_cache) if args.lut_cache else None, calibration=calibration,
+                                seed=args.seed, out=args.out, log=log)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    f = record["final"]
+    other = (f"CPU time {f['cpu_speedup']}× [{f['cpu_ci_low']}, {f['cpu_ci_high']}]" if record["metric"] == "wall"
+             else f"wall clock {f['speedup']}× [{f['ci_low']}, {f['ci_high']}]")
+    print(f"{args.model} {args.method} on {record['target']} ({record['metric']}): goal {f['goal_speedup']:.3f}× — "
+          f"measured {f['metric_speedup']:.3f}× [{f['metric_ci_low']:.3f}, {f['metric_ci_high']:.3f}] "
+          f"({f['ci_level']:.0%} CI; {other}), {'met' if record['met'] else 'NOT met'} after {len(record['rounds'])} "
+          f"round(s); predicted {f['predicted_ms']:.4f} ms (rescaled {f['predicted_rescaled_ms']:.4f}), measured "
+          f"{f['metric_measured_ms']:.4f} ms (dense {f['metric_dense_ms']:.4f}): table error "
+          f"{f['table_error_pct']:+.1f} % ({f['table_error_rescaled_pct']:+.1f} % rescaled); MACs "
+          f"{f['dense_macs'] / 1e6:.2f}M → {f['macs'] / 1e6:.2f}M" + (f"; saved to {args.out}" if args.out else ""))
     return 0
 
 
@@ -333,6 +388,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    """``prunebench scan``: see :func:`prunebench.bench.scan.run_cli`."""
+    from prunebench.bench.scan import run_cli
+
+    return run_cli(args)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """``prunebench compare``: see :func:`prunebench.bench.compare.run_cli`."""
     from prunebench.bench.compare import run_cli
@@ -349,6 +411,7 @@ RUN_EXAMPLES = """examples:
   prunebench run plan.toml --out runs/r56 --jobs 2 --threads-per-stage 1       two stages at once"""
 
 PRUNE_EXAMPLES = """examples:
+  prunebench prune --model resnet56 --target-speedup 1.5 --target onnxruntime:cpu:threads=1:batch=1 --out r56-1.5x
   prunebench prune --model resnet56 --method l1-norm --preset B --json
   prunebench prune --model vgg16 --ratio 0.5 --round-to 8 --weights dense.pt --out pruned/
   prunebench prune --model resnet56 --method network-slimming --ratio 0.4 --option budget=macs
@@ -425,6 +488,24 @@ def build_parser() -> argparse.ArgumentParser:
                                          "default: give --preset or --ratio")
     amount.add_argument("--ratio", type=float, help="how much to prune, in [0, 1); its meaning per method: "
                                                     "`prunebench list`; no default: give --preset or --ratio")
+    amount.add_argument("--target-latency", type=float, metavar="MS",
+                        help="instead: prune to this latency [milliseconds] measured on --target (widths chosen per "
+                             "group from a measured latency table; default: none)")
+    amount.add_argument("--target-speedup", type=float, metavar="X",
+                        help="instead: prune to this measured speed-up over the dense model on --target (default: none)")
+    pr.add_argument("--target", metavar="RUNTIME:DEVICE[:threads=N][:batch=N]",
+                    help="with --target-latency/--target-speedup: where latency is measured, e.g. "
+                         "onnxruntime:cpu:threads=1:batch=1 (required with them; default: none)")
+    pr.add_argument("--max-rounds", type=int, default=3,
+                    help="with a latency target: measure-and-tighten rounds at most (default: 3)")
+    pr.add_argument("--lut-candidates", type=int, default=8,
+                    help="with a latency target: candidate widths per group in the latency table (default: 8)")
+    pr.add_argument("--lut-metric", choices=("wall", "cpu"), default="wall",
+                    help="with a latency target: what the table and the goal use: wall-clock medians, or per-call CPU "
+                         "time (steadier on a shared machine; default: wall)")
+    pr.add_argument("--lut-cache", metavar="DIR",
+                    help="with a latency target: where latency tables are cached (default: $PRUNEBENCH_CACHE/latency-lut "
+                         "or ~/.cache/prunebench/latency-lut)")
     pr.add_argument("--round-to", type=int, metavar="N",
                     help="round kept widths up to a multiple of N channels; 8/16 suit fast kernels (default: none)")
     pr.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -471,6 +552,14 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=Formatter)
     _compare.add_arguments(cp)
     cp.set_defaults(func=cmd_compare)
+    sc = sub.add_parser("scan", help="latency of uniformly thinner models on one target; find cliffs, recommend a "
+                                     "round_to", epilog="examples:\n  prunebench scan resnet56 --target "
+                                                        "onnxruntime:cpu:threads=1:batch=1 --out scans/r56",
+                        formatter_class=Formatter)
+    from prunebench.bench import scan as _scan
+
+    _scan.add_arguments(sc)
+    sc.set_defaults(func=cmd_scan)
     return parser
 
 

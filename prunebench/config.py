@@ -119,6 +119,19 @@ class PruneSpec:
     options: dict[str, Any] = param(help="method options (`prunebench list --method NAME` lists them)",
                                     default_factory=dict)
     name: str | None = param(None, "label override (two entries that differ only in options)")
+    target_latency_ms: float | None = param(
+        None, "instead of preset/ratio: prune to this latency measured on `target` (widths per group from a measured "
+              "latency table; importance-based methods)", unit="milliseconds")
+    target_speedup: float | None = param(
+        None, "instead of preset/ratio: prune to this measured speed-up over the dense model on `target`")
+    target: str = param("onnxruntime:cpu:threads=1:batch=1",
+                        "with target_latency_ms/target_speedup: where latency is measured, RUNTIME:DEVICE[:threads=N]"
+                        "[:batch=N]")
+
+    @property
+    def budget(self) -> bool:
+        """True when the entry prunes to a latency budget (``target_latency_ms`` or ``target_speedup``)."""
+        return self.target_latency_ms is not None or self.target_speedup is not None
 
     @property
     def label(self) -> str:
@@ -128,7 +141,11 @@ class PruneSpec:
             return self.name
         if self.preset is None and self.ratio is None and self.match_of:  # `reduced` matched to another entry
             return f"{self.method}-match-{self.match_of}"
-        amount = f"{self.preset}" if self.preset is not None else f"r{self.ratio:g}"
+        if self.budget:
+            amount = (f"lat{self.target_latency_ms:g}ms" if self.target_latency_ms is not None
+                      else f"x{self.target_speedup:g}")
+        else:
+            amount = f"{self.preset}" if self.preset is not None else f"r{self.ratio:g}"
         return f"{self.method}-{amount}" + (f"-round{self.round_to}" if self.round_to else "")
 
     @property
@@ -145,11 +162,16 @@ class PruneSpec:
         return self.match[0] if self.match else None
 
     def problems(self, where: str) -> list[str]:
-        """Every problem of this [[prune]] entry (preset vs ratio, ratio in [0, 1), round_to ≥ 1), prefixed with
+        """Every problem of this [[prune]] entry (one amount, ratio in [0, 1), targets positive, round_to ≥ 1), prefixed with
         ``where``."""
         out = []
-        if self.match_of is None and (self.preset is None) == (self.ratio is None):
-            out.append(f"{where}: give exactly one of preset or ratio")
+        amounts = [k for k in ("preset", "ratio", "target_latency_ms", "target_speedup") if getattr(self, k) is not None]
+        if self.match_of is None and len(amounts) != 1:
+            out.append(f"{where}: give exactly one of preset, ratio, target_latency_ms or target_speedup")
+        if self.target_latency_ms is not None and not self.target_latency_ms > 0:
+            out.append(f"{where}: target_latency_ms must be > 0, got {self.target_latency_ms}")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            out.append(f"{where}: target_speedup must be > 1, got {self.target_speedup}")
         if self.ratio is not None and not 0 <= self.ratio < 1:
             out.append(f"{where}: ratio must be in [0, 1), got {self.ratio}")
         if self.round_to is not None and self.round_to < 1:

@@ -268,7 +268,7 @@ CASES = [
     ("run-plan-not-found", ["run", "{w}/nope.toml", "--out", "{out}"], "plan file not found", None),
     ("run-plan-is-a-directory", ["run", "{w}/plans", "--out", "{out}"], "is a directory, not a plan", None),
     ("run-plan-invalid-toml", ["run", "{w}/broken.toml", "--out", "{out}"], "is not valid TOML", None),
-    ("run-plan-preset-and-ratio", ["run", "{w}/both.toml", "--out", "{out}"], "exactly one of preset or ratio", None),
+    ("run-plan-preset-and-ratio", ["run", "{w}/both.toml", "--out", "{out}"], "exactly one of preset, ratio", None),
     ("run-plan-match-unknown", ["run", "{w}/match.toml", "--out", "{out}"], "match_macs_of", None),
     # run: the data (§1, §2)
     ("run-data-not-found", RUN + ["--data", "imagefolder:/no/such/dir"], "dataset not found: /no/such/dir", None),
@@ -328,7 +328,7 @@ CASES = [
     ("prune-model-unknown", ["prune", "--model", "resnet57", "--ratio", "0.5"], "unknown model 'resnet57'", None),
     ("prune-preset-Z", ["prune", "--model", "resnet56", "--preset", "Z"], "no preset 'Z' for resnet56", None),
     ("prune-ratio-1.5", ["prune", "--model", "resnet20", "--ratio", "1.5"], "--ratio must be in [0, 1)", None),
-    ("prune-no-amount", ["prune", "--model", "resnet20"], "say how much to prune: --preset P or --ratio R", None),
+    ("prune-no-amount", ["prune", "--model", "resnet20"], "say how much to prune: --preset P, --ratio R", None),
     ("prune-method-unknown", ["prune", "--model", "resnet20", "--method", "magic", "--ratio", "0.5"],
      "unknown pruning method 'magic'", None),
     ("prune-option-unknown", ["prune", "--model", "resnet20", "--method", "network-slimming", "--ratio", "0.5",
@@ -419,6 +419,16 @@ CASES = [
     ("compare-markdown-into-directory", ["compare", "{w}/base.json", "{w}/base.json", "--markdown", "{w}/outdir"],
      "is a directory", None),
     ("compare-one-file", ["compare", "{w}/base.json"], "required: CURRENT.json", None),
+    # latency targets (prune --target-*, scan)
+    ("prune-target-bad-device", ["prune", "--model", "resnet20", "--target-speedup", "1.5", "--target",
+                                 "onnxruntime:gpu"], "unknown device 'gpu'", None),
+    ("prune-target-missing", ["prune", "--model", "resnet20", "--target-latency", "0.5"], "need --target", None),
+    ("prune-target-without-goal", ["prune", "--model", "resnet20", "--ratio", "0.5", "--target", "onnxruntime:cpu"],
+     "--target needs --target-latency", None),
+    ("scan-target-unknown-runtime", ["scan", "resnet20", "--target", "onnx:cpu"], "unknown runtime 'onnx'", None),
+    ("scan-target-unknown-key", ["scan", "resnet20", "--target", "onnxruntime:cpu:cores=2"], "unknown key", None),
+    ("scan-multiplier-out-of-range", ["scan", "resnet20", "--target", "onnxruntime:cpu", "--multipliers", "1.5"],
+     "--multipliers must be in (0, 1]", None),
     # list
     ("list-method-unknown", ["list", "--method", "magic"], "unknown pruning method 'magic'", None),
     ("list-bad-flag", ["list", "--verbose"], "unrecognized arguments: --verbose; see `prunebench list --help`", None),
@@ -428,7 +438,7 @@ CASES = [
 
 def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
-    assert {c[1][0] for c in CASES} == {"run", "prune", "bench", "compare", "list"}
+    assert {c[1][0] for c in CASES} == {"run", "prune", "bench", "compare", "list", "scan"}
 
 
 @pytest.mark.parametrize("name,argv,message,setup", CASES, ids=[c[0] for c in CASES])

@@ -59,7 +59,7 @@ def test_console_script_entry_point():
     assert r.returncode == 0 and "l1-norm" in r.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "prune", "list", "bench", "compare"])
+@pytest.mark.parametrize("command", ["run", "prune", "list", "bench", "compare", "scan"])
 def test_help_reads_as_a_manual(command: str, capsys) -> None:
     """Every flag has a human help string with its default; no `<class ...>` leaks from type objects."""
     import argparse

@@ -27,7 +27,7 @@ def test_toml_plan_and_overrides(tmp_path):
     ('[baseline]\nepoch = 3\n', r"unknown key 'epoch' in \[baseline\].*epochs"),
     ('[baseline]\nepochs = "many"\n', "baseline.epochs must be an integer"),
     ('model = "resnet57"\n', "unknown model 'resnet57'"),
-    ('[[prune]]\nmethod = "l1-norm"\n', "exactly one of preset or ratio"),
+    ('[[prune]]\nmethod = "l1-norm"\n', "exactly one of preset, ratio"),
     ('[[prune]]\nmethod = "magic"\nratio = 0.5\n', "unknown pruning method 'magic'"),
     ('regimes = ["finetune", "scratch-z"]\n', "unknown regime 'scratch-z'"),
     ('model = \n', "not valid TOML"),

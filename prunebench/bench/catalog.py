@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from prunebench.core.errors import PrunebenchError
+
 RUNTIMES = ("pytorch", "pytorch-cudagraph", "onnxruntime", "onnxruntime-e2e", "onnxruntime-trt", "openvino", "tensorrt")
 DEVICES = ("cpu", "cuda")
 SUPPORTED: dict[str, tuple[str, ...]] = {
@@ -48,3 +52,59 @@ def precision_problem(runtime: str, device: str, precision: str) -> str | None:
     if precision in supported:
         return None
     return f"{precision.upper()} not timed on {runtime} {device}: {why}"
+
+
+# ------------------------------------------------------------------------------------------------ --target strings
+TARGET_KEYS = ("threads", "batch")
+TARGET_EXAMPLE = "onnxruntime:cpu:threads=1:batch=1"
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """Where a latency budget is measured: a harness runtime on a device, with CPU threads and a batch size."""
+
+    runtime: str
+    device: str
+    threads: int = 1
+    batch: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.runtime}:{self.device}:threads={self.threads}:batch={self.batch}"
+
+    def slug(self) -> str:
+        """A file-name-safe form, e.g. ``onnxruntime-cpu-t1-b1``."""
+        return f"{self.runtime}-{self.device}-t{self.threads}-b{self.batch}"
+
+
+def _target_error(text: str, problem: str) -> PrunebenchError:
+    valid = ", ".join(f"{r} ({'/'.join(SUPPORTED[r])})" for r in RUNTIMES)
+    return PrunebenchError(f"--target {text!r}: {problem}; write RUNTIME:DEVICE[:threads=N][:batch=N], e.g. "
+                      f"{TARGET_EXAMPLE}; runtimes (devices): {valid}; keys: {', '.join(TARGET_KEYS)}")
+
+
+def parse_target(text: str) -> LatencyTarget:
+    """``RUNTIME:DEVICE[:threads=N][:batch=N]`` as a :class:`LatencyTarget` (threads and batch default to 1). Raises
+    :class:`PrunebenchError` with one line naming the problem, the valid runtimes with their devices, and the keys."""
+    parts = [p.strip() for p in str(text).split(":")]
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise _target_error(text, "give at least a runtime and a device")
+    runtime, device = parts[0], parts[1]
+    if runtime not in SUPPORTED:
+        raise _target_error(text, f"unknown runtime {runtime!r}")
+    if device not in DEVICES:
+        raise _target_error(text, f"unknown device {device!r} (devices: {', '.join(DEVICES)})")
+    if device not in SUPPORTED[runtime]:
+        raise _target_error(text, f"{runtime} runs on {', '.join(SUPPORTED[runtime])} only")
+    values = {"threads": 1, "batch": 1}
+    for part in parts[2:]:
+        key, sep, raw = part.partition("=")
+        if not sep or key not in TARGET_KEYS:
+            raise _target_error(text, f"unknown key {part!r}")
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise _target_error(text, f"{key} must be a whole number ≥ 1, got {raw!r}")
+        values[key] = value
+    return LatencyTarget(runtime, device, values["threads"], values["batch"])

@@ -51,6 +51,12 @@ MEASURE = "measure.json"     # export + verification + accuracy record of a vari
 INT8_ONNX = "model.int8.onnx"   # static QDQ INT8 copy of model.onnx (prunebench.export.quantize)
 FP16_ONNX = "model.fp16.onnx"   # FP16 copy of model.onnx, fp32 inputs/outputs (for GPU runtimes)
 QUANTIZE = "quantize.json"      # the quantize stage's record: calibration, checks, accuracy per precision
+# latency budgets and scans (prunebench prune --target-latency/--target-speedup, prunebench scan)
+LUT_CACHE = "latency-lut"        # folder of cached latency lookup tables, under the user's cache
+LATENCY_BUDGET = "latency-budget.json"   # a budget prune's record: target, predicted, measured, every tightening round
+SCAN_JSON = "scan.json"
+SCAN_MD = "scan.md"
+SCAN_PLOT = "scan.png"
 PRECISION_FILES = {"fp32": ONNX, "int8": INT8_ONNX, "fp16": FP16_ONNX}
 
 

@@ -50,8 +50,21 @@ DATA_DEFAULTS = {"data_storage": "auto", "input_size": None, "transforms": "auto
 
 
 def spec_params(spec: PruneSpec) -> dict[str, Any]:
-    """A [[prune]] entry as stage params (every field, JSON-able)."""
-    return to_mapping(spec)
+    """A [[prune]] entry as stage params (every field, JSON-able; the latency-budget fields only when the entry has a
+    budget, so that entries without one keep the digests they had before those fields existed)."""
+    params = to_mapping(spec)
+    if not spec.budget:
+        for key in BUDGET_KEYS:
+            params.pop(key, None)
+    return params
+
+
+BUDGET_KEYS = ("target_latency_ms", "target_speedup", "target")
+
+
+def _spec_dict(spec: PruneSpec) -> dict[str, Any]:
+    d = dataclasses.asdict(spec)
+    return d if spec.budget else {k: v for k, v in d.items() if k not in BUDGET_KEYS}
 
 
 def variant_descriptor(key: str, seed: int, label: str | None, name: str, kind: str, title: str, directory: str,
@@ -62,7 +75,7 @@ def variant_descriptor(key: str, seed: int, label: str | None, name: str, kind: 
     method = get_method(spec.method) if spec else None
     return {"key": key, "seed": seed, "label": label, "regime": name, "regime_kind": kind, "title": title,
             "directory": directory, "same_architecture": same_architecture, "run_key": run_key or key,
-            "spec": dataclasses.asdict(spec) if spec else None, "structured": method.structured if method else True}
+            "spec": _spec_dict(spec) if spec else None, "structured": method.structured if method else True}
 
 
 class PlannedWidths:

@@ -55,6 +55,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                 problems.append(f"{where}: match_macs_of/match_params_of is for a method with a `match` option (reduced) "
                                 f"without preset/ratio, naming an earlier entry's label (earlier: "
                                 f"{', '.join(labels) or 'none'})")
+        if spec.budget:
+            from prunebench.bench.catalog import parse_target
+            from prunebench.pruning.budget import IMPORTANCES
+
+            _check(problems, parse_target, spec.target)
+            if spec.method not in IMPORTANCES:
+                problems.append(f"{where}: target_latency_ms/target_speedup need an importance-based method "
+                                f"({', '.join(IMPORTANCES)})")
         if method.sparsity is not None and spec.preset is None and spec.ratio is None:
             problems.append(f"{where}: a method with a training phase needs a preset or a ratio")
         labels.append(spec.label)

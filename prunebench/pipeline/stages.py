@@ -122,10 +122,23 @@ def run_prune(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
         options = {k: v for k, v in options.items() if k not in MATCH_OPTIONS} | {"match": metric}
         matched = {"matched": {"label": label, "metric": metric, "target": other[metric]}}
     source_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    planned = planned_widths(arch.model, spec) if method.widths_from_plan else None
+    planned = planned_widths(arch.model, spec) if method.widths_from_plan and not spec.budget else None
     t0 = time.perf_counter()
-    pruned, parch = prune_model(model, arch.model, arch.num_classes, spec.method, preset=spec.preset, ratio=ratio,
-                                round_to=spec.round_to, calibration=calibration, seed=seed, options=options)
+    budget: dict[str, Any] = {}
+    if spec.budget:   # widths from a measured latency table + knapsack, measured and tightened on spec.target
+        from prunebench.bench.catalog import parse_target
+        from prunebench.pipeline.latency_budget import prune_to_budget
+        from prunebench.pruning.base import architecture_of
+
+        pruned, record = prune_to_budget(model, arch.model, arch.num_classes, spec.method, parse_target(spec.target),
+                                         target_ms=spec.target_latency_ms, speedup=spec.target_speedup,
+                                         round_to=spec.round_to, calibration=calibration, seed=seed, log=env.log)
+        parch = architecture_of(pruned, arch.model, arch.num_classes, method=spec.method,
+                                notes={"latency_budget": {k: record[k] for k in ("target", "met")}})
+        budget = {"latency_budget": record}
+    else:
+        pruned, parch = prune_model(model, arch.model, arch.num_classes, spec.method, preset=spec.preset, ratio=ratio,
+                                    round_to=spec.round_to, calibration=calibration, seed=seed, options=options)
     seconds = time.perf_counter() - t0
     if planned is not None and parch.widths != planned:   # shared scratch runs rely on it (pipeline.graph)
         raise PrunebenchError(f"{spec.method} is declared widths_from_plan but pruned {spec.label} to other widths than "
@@ -140,7 +153,7 @@ def run_prune(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:
     if nonzero:  # the unstructured mask, re-applied by the method's regime hooks
         save_masks(d, pruned)
     return {"spec": dataclasses.asdict(spec), "seconds": round(seconds, 3), "before": before.to_dict(),
-            "after": after.to_dict(), "widths": parch.widths, **nonzero, **matched}
+            "after": after.to_dict(), "widths": parch.widths, **nonzero, **matched, **budget}
 
 
 def run_train(stage: Stage, env: RunEnv, digest: str) -> dict[str, Any]:

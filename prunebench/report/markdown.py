@@ -97,6 +97,7 @@ def render_markdown(results: dict[str, Any], sections: Sequence[Section] = ()) -
                        tablefmt="github", disable_numparse=True), ""]
     lines += _unstructured_note(vs, labels)
     lines += _quantized_section(results)
+    lines += _equal_latency_section(results, labels)
     lines += _latency_section(results, labels)
     lines += _precision_speedup_section(results, labels)
     lines += _plots_section(results)
@@ -332,6 +333,66 @@ def _latency_section(results: dict[str, Any], labels: list[str]) -> list[str]:
               "this file."
               + (" Brackets: paired bootstrap 95 % CI over rounds." if results.get("speedups") else ""), ""]
     return lines
+
+
+def _target_cell(target: str) -> tuple[str, str, int, int] | None:
+    """``RUNTIME:DEVICE[:threads=N][:batch=N]`` as a latency cell (runtime, device, batch, threads); None if unreadable
+    (the plan validated it; this only reads it back)."""
+    parts = target.split(":")
+    if len(parts) < 2:
+        return None
+    keys = dict(p.partition("=")[::2] for p in parts[2:])
+    try:
+        return parts[0], parts[1], int(keys.get("batch", 1)), int(keys.get("threads", 1))
+    except ValueError:
+        return None
+
+
+def _equal_latency_section(results: dict[str, Any], labels: list[str]) -> list[str]:
+    """Accuracy at equal measured latency: every entry of a plan with a latency-budget entry, with the latency it
+    measured on that entry's target (the seed's interleaved latency stage) next to its fine-tune / Scratch-E /
+    Scratch-B accuracy — the paper's question asked in milliseconds."""
+    vs = results["variants"]
+    budget = [v for v in vs if v["prune"] and (v["prune"].get("target_latency_ms") is not None
+                                               or v["prune"].get("target_speedup") is not None)]
+    base = [v for v in vs if v["regime"] == "baseline"]
+    if not budget or not base:
+        return []
+    target = budget[0]["prune"]["target"]
+    cell = _target_cell(target)
+    b0 = base[0]
+    b = _cell_row(b0, "fp32", cell) if cell else None
+    if b is None:
+        return ["## Accuracy at equal measured latency", "",
+                f"Not measured: the seed's latency stage has no fp32 row on {target} (add it to [bench]).", ""]
+    seed = b0["seed"]
+    rows = [["dense (baseline)", "—", f"{b['median_ms']:.3f} [{b['iqr_ms']:.3f}]", "1.00×", f"{b0['macs'] / 1e6:.1f}",
+             _mean_std([v["accuracy"]["top1"] for v in base]), "", ""]]
+    bid = paths.precision_key(run_id(b0), "fp32")
+    for label in sorted(labels, key=lambda lb: 0 if any(v["prune"]["label"] == lb for v in budget) else 1):
+        mine = [v for v in vs if v["prune"] and v["prune"]["label"] == label]
+        timed = next((v for v in mine if v["seed"] == seed and _cell_row(v, "fp32", cell) is not None), None)
+        spec = mine[0]["prune"]
+        how = (f"budget {spec['target_latency_ms']:g} ms" if spec.get("target_latency_ms") is not None else
+               f"budget {spec['target_speedup']:g}×" if spec.get("target_speedup") is not None else
+               f"preset {spec['preset']}" if spec.get("preset") else
+               f"ratio {spec['ratio']:g}" if spec.get("ratio") is not None else
+               f"matched {spec['options'].get('match_macs_of') or spec['options'].get('match_params_of')}")
+        if timed is None:
+            latency, speed, macs = "—", "—", "—"
+        else:
+            r = _cell_row(timed, "fp32", cell)
+            latency = f"{r['median_ms']:.3f} [{r['iqr_ms']:.3f}]"
+            speed = _speedup_text(find_speedup(results, paths.precision_key(run_id(timed), "fp32"), bid, cell), b, r)
+            macs = f"{timed['macs'] / 1e6:.1f}"
+        accs = [_mean_std([v["accuracy"]["top1"] for v in mine if v["regime"] == regime])
+                for regime in ("finetune", "scratch-e", "scratch-b")]
+        rows.append([f"{label} ({spec['method']})", how, latency, speed, macs, *accs])
+    return ["## Accuracy at equal measured latency", "",
+            f"Latency on {target} (seed {seed}: every variant measured interleaved in one process; median ms per call "
+            "[IQR]; speed-up over the dense baseline with its paired bootstrap 95 % CI). Top-1 % at the final epoch.", "",
+            tabulate(rows, headers=["Model", "How pruned", "Median [IQR] ms", "Speed-up", "MMACs", "Fine-tuned",
+                                    "Scratch-E", "Scratch-B"], tablefmt="github", disable_numparse=True), ""]
 
 
 def _precision_speedup_section(results: dict[str, Any], labels: list[str]) -> list[str]:
