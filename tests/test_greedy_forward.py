@@ -44,8 +44,13 @@ class SignalNet(nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.bn1(self.conv1(x)))), 1))
 
 
-if "toy-signal" not in MODELS:
+@pytest.fixture(autouse=True, scope="module")
+def toy_signal_model():
+    """Registered for this module's tests only: a model left in the registry would join every test that iterates over
+    MODELS (the method contracts) and fail there."""
     register_model(ModelSpec("toy-signal", SignalNet, (3, 4, 4), lambda m: ["conv1"], "toy", "greedy-forward test net"))
+    yield
+    MODELS.unregister("toy-signal")
 
 
 def _batches(n_batches: int = 3, size: int = 32, seed: int = 0):

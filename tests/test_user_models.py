@@ -5,7 +5,6 @@ bad inputs that must each be one line with exit status 2 (acceptance 5)."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -11,7 +11,6 @@ the classifier (the last layer, whose width is the number of classes) is exclude
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch.nn as nn

@@ -31,7 +31,7 @@ from prunebench.models import build_model, get_model_spec
 from prunebench.models.weights import load_weights
 from prunebench.pipeline.env import RunEnv
 from prunebench.pipeline.graph import planned_widths
-from prunebench.pruning import get_method, prune_model, sparsity_hooks
+from prunebench.pruning import prune_model, sparsity_hooks
 from prunebench.pruning.base import Architecture, architecture_of, load_pruned, save_pruned
 from prunebench.pruning.kept import save_kept
 from prunebench.pruning.weight_masks import save_masks
