@@ -5,8 +5,9 @@ Sources (``--data``):
 - ``imagefolder:PATH``: a directory with ``train/`` and ``test/`` (or ``val/``) class folders, or a .tar/.tar.gz of one,
   extracted once into the cache (into a temporary folder first: a truncated archive is an error that leaves nothing).
   An image that cannot be decoded is skipped with a warning naming it, and counted (``DataBundle.skipped``, shown in
-  results.json's ``data``); an empty class folder, different class folders in train/ and test/, and train and test images
-  of different sizes are errors.
+  results.json's ``data``); an empty class folder and different class folders in train/ and test/ are errors. Images may have
+  any size: in memory, every image (both splits) is resized to the most common training image size (a note says how
+  many were resized), then to ``input_size`` if given.
 - ``synthetic[:TRAIN,TEST[,SIZE]]``: deterministic class-prototype images plus noise (SIZE×SIZE px, default 32),
   learnable but meaningless: smoke tests only.
 
@@ -40,6 +41,7 @@ import sys
 import tarfile
 import tempfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -644,6 +646,8 @@ def _imagefolder(path: Path, storage: str = "auto", input_size: int | None = Non
     classes = list(state["classes"])
     train = Split(state["train_images"], state["train_labels"])
     test = Split(state["test_images"], state["test_labels"])
+    if test.images.shape[-2:] != train.images.shape[-2:] and len(test) and len(train):   # a cache from before
+        test = Split(v2.functional.resize(test.images, list(train.images.shape[-2:]), antialias=True), test.labels)
     if input_size is not None:
         train, test = _resized(train, input_size), _resized(test, input_size)
     mean, std = _channel_stats(train.images)
@@ -803,6 +807,7 @@ def _decode_imagefolder(root: Path, scan: Scan | None = None) -> dict[str, objec
     scan = scan or _scan(root)
     out: dict[str, object] = {}
     skipped: list[str] = []
+    decoded: dict[str, tuple[list[torch.Tensor], list[int]]] = {}
     for split, (folder, samples) in scan.splits.items():
         images, labels = [], []
         for p, t in samples:
@@ -812,8 +817,19 @@ def _decode_imagefolder(root: Path, scan: Scan | None = None) -> dict[str, objec
             except (OSError, ValueError, SyntaxError) as e:   # PIL: unidentified, truncated or corrupt image data
                 skipped.append(f"{Path(p).relative_to(root).as_posix()}: {one_line(str(e)) or type(e).__name__}")
         _check_classes(root / folder, scan.classes, labels, split == "train")
-        size = images[0].shape[1:]
-        images = [im if im.shape[1:] == size else v2.functional.resize(im, list(size), antialias=True) for im in images]
+        decoded[split] = (images, labels)
+    # One input size for both splits: the most common training image size (ties: the first seen); every other image
+    # (either split) is resized to it (bilinear, antialiased), and a note says so. input_size, if given, resizes again.
+    sizes = Counter(tuple(im.shape[1:]) for im in decoded["train"][0])
+    size = max(sizes, key=lambda s: sizes[s])   # Counter keeps first-seen order: max() picks the first of a tie
+    other = sum(1 for images, _ in decoded.values() for im in images if tuple(im.shape[1:]) != size)
+    if other:
+        print(f"note: {root}: images of several sizes; {other} resized to {size[0]}×{size[1]} px (H×W, the most "
+              "common training image size) to be held in memory; set input_size to choose the size",
+              file=sys.stderr)
+    for split, (images, labels) in decoded.items():
+        images = [im if tuple(im.shape[1:]) == size else v2.functional.resize(im, list(size), antialias=True)
+                  for im in images]
         out[f"{split}_images"] = torch.stack(images)
         out[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
     out["classes"] = scan.classes
