@@ -340,6 +340,7 @@ class SkipLog:
 
     def __init__(self, path: Path | None, entries: list[str]) -> None:
         self.path, self.entries, self._seen = path, entries, {e.split(": ", 1)[0] for e in entries}
+        self.warned: set[str] = set()   # the paths warned about by this process (a summary need not repeat them)
 
     def add(self, entries: list[str]) -> None:
         """Record ``entries`` ("split/class/file: reason"); those not seen before are warned about (stderr) and saved."""
@@ -347,6 +348,7 @@ class SkipLog:
         for e in new:
             self._seen.add(e.split(": ", 1)[0])
             self.entries.append(e)
+            self.warned.add(e.split(": ", 1)[0])
             print(f"warning: skipped an image that could not be decoded: {e}", file=sys.stderr)
         if new and self.path is not None:
             try:
@@ -563,10 +565,21 @@ def check_splits(bundle: DataBundle, spec: str) -> None:
         raise PrunebenchError(f"{spec}: the training images are {'×'.join(map(str, a))} but the test images are "
                               f"{'×'.join(map(str, b))} (C×H×W); give both splits images of one size (e.g. resize the "
                               f"test images to {a[1]}×{a[2]} px)")
-    if bundle.skipped:
-        shown = ", ".join(bundle.skipped[:3]) + (f" (+{len(bundle.skipped) - 3} more)" if len(bundle.skipped) > 3 else "")
-        print(f"warning: {spec}: skipped {len(bundle.skipped)} image(s) that could not be decoded: {shown}",
+    warned = bundle.train.skips.warned if isinstance(bundle.train, StreamSplit) else set()
+    unwarned = [e for e in bundle.skipped if e.split(": ", 1)[0] not in warned]   # each image is warned about once
+    if unwarned:
+        shown = ", ".join(unwarned[:3]) + (f" (+{len(unwarned) - 3} more)" if len(unwarned) > 3 else "")
+        print(f"warning: {spec}: skipped {len(unwarned)} image(s) that could not be decoded: {shown}",
               file=sys.stderr)
+
+
+def image_count(split: "Split | StreamSplit") -> int:
+    """The images of ``split`` actually used: in memory, all (unreadable ones were never decoded into it); streamed,
+    its files less those found unreadable so far (:class:`SkipLog`, remembered across runs in the cache)."""
+    if not isinstance(split, StreamSplit) or not split.skips.entries:
+        return len(split)
+    bad = {e.split(": ", 1)[0] for e in split.skips.entries}
+    return sum(1 for p, _ in split.samples if Path(p).relative_to(split.root).as_posix() not in bad)
 
 
 def _synthetic_args(arg: str) -> dict[str, int]:
@@ -702,9 +715,41 @@ def _stream_bundle(name: str, root: Path, scan: "Scan", base: Path, input_size: 
     except (OSError, ValueError, TypeError):
         entries = []
     skips = SkipLog(skip_file, entries)
+    for split, (folder, samples) in scan.splits.items():
+        _probe_classes(root, folder, scan.classes, samples, split == "train", skips)
     train, test = (StreamSplit(scan.splits[s][1], root, recipe, skips, num_workers) for s in ("train", "test"))
     mean, std = _stream_stats(train, base.parent / f"{base.name}-stats-{kind}{recipe.size}.json")
     return DataBundle(name, train, test, len(scan.classes), scan.classes, mean, std, skipped=skips.entries)
+
+
+def _probe_classes(root: Path, folder: str, classes: list[str], samples: list[tuple[str, int]], every_class: bool,
+                   skips: SkipLog) -> None:
+    """Before a streamed run: per class, the header of its files (PIL open + verify, no decoding) in order until one
+    passes — usually one file per class — so that a class whose images are all unreadable is the same error as in
+    memory (:func:`_check_classes`). Files failing the check are skipped (warned about once, counted). A file whose
+    header is sound but whose data is truncated is only found when decoded: skipped then."""
+    from PIL import Image
+
+    by_class: dict[int, list[str]] = {}
+    for p, t in samples:
+        by_class.setdefault(t, []).append(p)
+    known = {e.split(": ", 1)[0] for e in skips.entries}
+    readable, bad = [], []
+    for t, paths in by_class.items():
+        for p in paths:
+            rel = Path(p).relative_to(root).as_posix()
+            if rel in known:
+                continue
+            try:
+                with Image.open(p) as im:
+                    im.verify()
+            except (OSError, ValueError, SyntaxError) as e:
+                bad.append(f"{rel}: {one_line(str(e)) or type(e).__name__}")
+                continue
+            readable.append(t)
+            break
+    skips.add(bad)
+    _check_classes(root / folder, classes, readable, every_class)
 
 
 CACHE_KEYS = {"classes", "train_images", "train_labels", "test_images", "test_labels"}

@@ -150,3 +150,26 @@ def test_the_imagenet_recipe_fills_what_the_plan_does_not_set(tmp_path):
     assert default.recipe == "cifar" and default.baseline.batch_size == 64
     with pytest.raises(PrunebenchError, match="recipe must be one of 'cifar', 'imagenet'"):
         load_config(None, {"recipe": "imagenet-1k"})
+
+
+def test_a_streamed_class_of_only_unreadable_images_is_an_error_before_training(folder, cache):
+    for f in (folder / "train" / "class002").iterdir():
+        f.write_bytes(b"not an image")
+    with pytest.raises(PrunebenchError, match=r"train/class002 holds no readable images; add images"):
+        load_data(f"imagefolder:{folder}", storage="stream", input_size=32)
+    with pytest.raises(PrunebenchError, match=r"train/class002 holds no readable images; add images"):
+        load_data(f"imagefolder:{folder}", storage="memory", input_size=32)
+
+
+def test_streamed_counts_leave_out_skipped_images_and_each_is_warned_once(folder, cache, capsys):
+    from prunebench.data import image_count
+
+    bad = sorted((folder / "train" / "class001").iterdir())[0]
+    bad.write_bytes(b"not an image")
+    d = load_data(f"imagefolder:{folder}", storage="stream", input_size=32)
+    list(train_batches(d, 8, 0, 0, CPU))
+    assert (len(d.train), image_count(d.train), image_count(d.test)) == (24, 23, 8)
+    assert sum(bad.name in line for line in capsys.readouterr().err.splitlines()) == 1
+    again = load_data(f"imagefolder:{folder}", storage="stream", input_size=32)   # a later process: told once too
+    assert image_count(again.train) == 23
+    assert sum(bad.name in line for line in capsys.readouterr().err.splitlines()) == 1
