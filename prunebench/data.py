@@ -668,6 +668,22 @@ def _imagefolder(path: Path, storage: str = "auto", input_size: int | None = Non
                       skipped=list(state.get("skipped", [])))   # caches from before skipping: nothing was skipped
 
 
+def check_folder(spec: str) -> None:
+    """The cheap checks of an image folder (no decoding): for ``imagefolder:PATH`` naming a directory, that it exists
+    and has train/ and test/ (or val/) with the same class folders and images in every training class — what
+    ``--dry-run`` and plan validation check, so that they fail as the real run would. Archives are checked when
+    extracted (by the run); other sources need nothing."""
+    kind, _, arg = spec.partition(":")
+    if kind != "imagefolder" or not arg:
+        return
+    path = Path(arg).expanduser()
+    if not path.exists():
+        raise PrunebenchError(f"dataset not found: {path}; point --data imagefolder:PATH at a directory with train/ and "
+                              "test/ class folders or at a .tar.gz of one")
+    if path.is_dir():
+        _scan(_find_split_root(path))
+
+
 def _cached_state(cached: Path) -> dict[str, Any] | None:
     """The decoded-image cache at ``cached``, or None (absent; damaged or not a cache at all: removed)."""
     if not cached.exists():
