@@ -663,6 +663,9 @@ def _imagefolder(path: Path, storage: str = "auto", input_size: int | None = Non
         test = Split(v2.functional.resize(test.images, list(train.images.shape[-2:]), antialias=True), test.labels)
     if input_size is not None:
         train, test = _resized(train, input_size), _resized(test, input_size)
+    if transforms == "auto":
+        print(f"note: imagefolder:{path.name}: transforms = auto chose cifar (the images are held in memory); for the "
+              "imagenet recipe set transforms = imagenet (streamed)", file=sys.stderr)
     mean, std = _channel_stats(train.images)
     return DataBundle(f"imagefolder:{path.name}", train, test, len(classes), classes, mean, std,
                       skipped=list(state.get("skipped", [])))   # caches from before skipping: nothing was skipped
@@ -724,6 +727,11 @@ def _stream_bundle(name: str, root: Path, scan: "Scan", base: Path, input_size: 
     at 224 px unless input_size ≤ 64), mean/std from a sample (cached next to ``base``)."""
     kind = transforms if transforms != "auto" else ("cifar" if input_size is not None and input_size <= 64
                                                     else "imagenet")
+    if transforms == "auto":
+        why = (f"input_size {input_size} px ≤ {SMALL_IMAGE_PX}" if kind == "cifar" else
+               f"input_size {input_size} px > {SMALL_IMAGE_PX}" if input_size is not None else "no input_size: 224 px")
+        print(f"note: {name}: transforms = auto chose {kind} (streamed, {why}); set transforms to choose",
+              file=sys.stderr)
     recipe = Recipe(kind, input_size or (224 if kind == "imagenet" else 32))
     skip_file = base.parent / f"{base.name}-skipped.json"
     try:

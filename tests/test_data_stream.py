@@ -173,3 +173,14 @@ def test_streamed_counts_leave_out_skipped_images_and_each_is_warned_once(folder
     again = load_data(f"imagefolder:{folder}", storage="stream", input_size=32)   # a later process: told once too
     assert image_count(again.train) == 23
     assert sum(bad.name in line for line in capsys.readouterr().err.splitlines()) == 1
+
+
+def test_transforms_auto_says_what_it_chose_and_why(folder, cache, capsys):
+    load_data(f"imagefolder:{folder}", storage="stream", input_size=64)
+    assert "transforms = auto chose cifar (streamed, input_size 64 px ≤ 64)" in capsys.readouterr().err
+    load_data(f"imagefolder:{folder}", storage="stream", input_size=96)
+    assert "transforms = auto chose imagenet (streamed, input_size 96 px > 64)" in capsys.readouterr().err
+    load_data(f"imagefolder:{folder}", storage="memory", input_size=64)
+    assert "transforms = auto chose cifar (the images are held in memory)" in capsys.readouterr().err
+    load_data(f"imagefolder:{folder}", storage="stream", input_size=64, transforms="cifar")
+    assert "transforms = auto" not in capsys.readouterr().err
