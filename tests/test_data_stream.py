@@ -184,3 +184,22 @@ def test_transforms_auto_says_what_it_chose_and_why(folder, cache, capsys):
     assert "transforms = auto chose cifar (the images are held in memory)" in capsys.readouterr().err
     load_data(f"imagefolder:{folder}", storage="stream", input_size=64, transforms="cifar")
     assert "transforms = auto" not in capsys.readouterr().err
+
+
+def test_prune_calibrates_at_the_input_size_it_counts_macs_at(folder, cache, monkeypatch, capsys):
+    import prunebench.data as data
+    from prunebench.cli import main
+
+    seen = []
+    real = data.calibration_batches
+
+    def spy(bundle, **kwargs):
+        out = real(bundle, **kwargs)
+        seen.extend(tuple(x.shape[1:]) for x, _ in out)
+        return out
+
+    monkeypatch.setattr(data, "calibration_batches", spy)
+    assert main(["prune", "--model", "resnet20", "--method", "taylor", "--ratio", "0.3", "--num-classes", "4",
+                 "--calibration-samples", "16", "--data", f"imagefolder:{folder}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["input_shape"] == [3, 32, 32] and seen and set(seen) == {(3, 32, 32)}
