@@ -459,7 +459,7 @@ def test_bad_input(name, argv, message, setup, world, tmp_path, monkeypatch, cap
     assert main(args) == 2
 
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("warning:", "note:"))]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert message in lines[0], lines[0]
     assert "Traceback" not in err and "\x1b" not in err and "weights_only=False" not in err.replace(" ", "")
