@@ -264,8 +264,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if method.needs_data:
         if not args.data:
             raise PrunebenchError(f"{args.method} needs data: pass --data (imagefolder:PATH, cifar10 or synthetic)")
-        data = load_data(args.data, args.data_root, train_subset=args.calibration_samples,
-                         input_size=args.input_size)
+        # calibrate at the input size the model is measured at (a streamed folder would otherwise default to 224 px)
+        size = args.input_size if args.input_size is not None or shape[1] != shape[2] else shape[1]
+        data = load_data(args.data, args.data_root, train_subset=args.calibration_samples, input_size=size)
         calibration = calibration_batches(data, batches=max(1, args.calibration_samples // 64))
     if budget:
         return _prune_to_budget(args, model, num_classes, target, calibration)

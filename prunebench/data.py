@@ -5,8 +5,9 @@ Sources (``--data``):
 - ``imagefolder:PATH``: a directory with ``train/`` and ``test/`` (or ``val/``) class folders, or a .tar/.tar.gz of one,
   extracted once into the cache (into a temporary folder first: a truncated archive is an error that leaves nothing).
   An image that cannot be decoded is skipped with a warning naming it, and counted (``DataBundle.skipped``, shown in
-  results.json's ``data``); an empty class folder, different class folders in train/ and test/, and train and test images
-  of different sizes are errors.
+  results.json's ``data``); an empty class folder and different class folders in train/ and test/ are errors. Images may have
+  any size: in memory, every image (both splits) is resized to the most common training image size (a note says how
+  many were resized), then to ``input_size`` if given.
 - ``synthetic[:TRAIN,TEST[,SIZE]]``: deterministic class-prototype images plus noise (SIZE×SIZE px, default 32),
   learnable but meaningless: smoke tests only.
 
@@ -40,6 +41,7 @@ import sys
 import tarfile
 import tempfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,6 +340,7 @@ class SkipLog:
 
     def __init__(self, path: Path | None, entries: list[str]) -> None:
         self.path, self.entries, self._seen = path, entries, {e.split(": ", 1)[0] for e in entries}
+        self.warned: set[str] = set()   # the paths warned about by this process (a summary need not repeat them)
 
     def add(self, entries: list[str]) -> None:
         """Record ``entries`` ("split/class/file: reason"); those not seen before are warned about (stderr) and saved."""
@@ -345,6 +348,7 @@ class SkipLog:
         for e in new:
             self._seen.add(e.split(": ", 1)[0])
             self.entries.append(e)
+            self.warned.add(e.split(": ", 1)[0])
             print(f"warning: skipped an image that could not be decoded: {e}", file=sys.stderr)
         if new and self.path is not None:
             try:
@@ -561,10 +565,21 @@ def check_splits(bundle: DataBundle, spec: str) -> None:
         raise PrunebenchError(f"{spec}: the training images are {'×'.join(map(str, a))} but the test images are "
                               f"{'×'.join(map(str, b))} (C×H×W); give both splits images of one size (e.g. resize the "
                               f"test images to {a[1]}×{a[2]} px)")
-    if bundle.skipped:
-        shown = ", ".join(bundle.skipped[:3]) + (f" (+{len(bundle.skipped) - 3} more)" if len(bundle.skipped) > 3 else "")
-        print(f"warning: {spec}: skipped {len(bundle.skipped)} image(s) that could not be decoded: {shown}",
+    warned = bundle.train.skips.warned if isinstance(bundle.train, StreamSplit) else set()
+    unwarned = [e for e in bundle.skipped if e.split(": ", 1)[0] not in warned]   # each image is warned about once
+    if unwarned:
+        shown = ", ".join(unwarned[:3]) + (f" (+{len(unwarned) - 3} more)" if len(unwarned) > 3 else "")
+        print(f"warning: {spec}: skipped {len(unwarned)} image(s) that could not be decoded: {shown}",
               file=sys.stderr)
+
+
+def image_count(split: "Split | StreamSplit") -> int:
+    """The images of ``split`` actually used: in memory, all (unreadable ones were never decoded into it); streamed,
+    its files less those found unreadable so far (:class:`SkipLog`, remembered across runs in the cache)."""
+    if not isinstance(split, StreamSplit) or not split.skips.entries:
+        return len(split)
+    bad = {e.split(": ", 1)[0] for e in split.skips.entries}
+    return sum(1 for p, _ in split.samples if Path(p).relative_to(split.root).as_posix() not in bad)
 
 
 def _synthetic_args(arg: str) -> dict[str, int]:
@@ -644,11 +659,32 @@ def _imagefolder(path: Path, storage: str = "auto", input_size: int | None = Non
     classes = list(state["classes"])
     train = Split(state["train_images"], state["train_labels"])
     test = Split(state["test_images"], state["test_labels"])
+    if test.images.shape[-2:] != train.images.shape[-2:] and len(test) and len(train):   # a cache from before
+        test = Split(v2.functional.resize(test.images, list(train.images.shape[-2:]), antialias=True), test.labels)
     if input_size is not None:
         train, test = _resized(train, input_size), _resized(test, input_size)
+    if transforms == "auto":
+        print(f"note: imagefolder:{path.name}: transforms = auto chose cifar (the images are held in memory); for the "
+              "imagenet recipe set transforms = imagenet (streamed)", file=sys.stderr)
     mean, std = _channel_stats(train.images)
     return DataBundle(f"imagefolder:{path.name}", train, test, len(classes), classes, mean, std,
                       skipped=list(state.get("skipped", [])))   # caches from before skipping: nothing was skipped
+
+
+def check_folder(spec: str) -> None:
+    """The cheap checks of an image folder (no decoding): for ``imagefolder:PATH`` naming a directory, that it exists
+    and has train/ and test/ (or val/) with the same class folders and images in every training class — what
+    ``--dry-run`` and plan validation check, so that they fail as the real run would. Archives are checked when
+    extracted (by the run); other sources need nothing."""
+    kind, _, arg = spec.partition(":")
+    if kind != "imagefolder" or not arg:
+        return
+    path = Path(arg).expanduser()
+    if not path.exists():
+        raise PrunebenchError(f"dataset not found: {path}; point --data imagefolder:PATH at a directory with train/ and "
+                              "test/ class folders or at a .tar.gz of one")
+    if path.is_dir():
+        _scan(_find_split_root(path))
 
 
 def _cached_state(cached: Path) -> dict[str, Any] | None:
@@ -691,6 +727,11 @@ def _stream_bundle(name: str, root: Path, scan: "Scan", base: Path, input_size: 
     at 224 px unless input_size ≤ 64), mean/std from a sample (cached next to ``base``)."""
     kind = transforms if transforms != "auto" else ("cifar" if input_size is not None and input_size <= 64
                                                     else "imagenet")
+    if transforms == "auto":
+        why = (f"input_size {input_size} px ≤ {SMALL_IMAGE_PX}" if kind == "cifar" else
+               f"input_size {input_size} px > {SMALL_IMAGE_PX}" if input_size is not None else "no input_size: 224 px")
+        print(f"note: {name}: transforms = auto chose {kind} (streamed, {why}); set transforms to choose",
+              file=sys.stderr)
     recipe = Recipe(kind, input_size or (224 if kind == "imagenet" else 32))
     skip_file = base.parent / f"{base.name}-skipped.json"
     try:
@@ -698,9 +739,41 @@ def _stream_bundle(name: str, root: Path, scan: "Scan", base: Path, input_size: 
     except (OSError, ValueError, TypeError):
         entries = []
     skips = SkipLog(skip_file, entries)
+    for split, (folder, samples) in scan.splits.items():
+        _probe_classes(root, folder, scan.classes, samples, split == "train", skips)
     train, test = (StreamSplit(scan.splits[s][1], root, recipe, skips, num_workers) for s in ("train", "test"))
     mean, std = _stream_stats(train, base.parent / f"{base.name}-stats-{kind}{recipe.size}.json")
     return DataBundle(name, train, test, len(scan.classes), scan.classes, mean, std, skipped=skips.entries)
+
+
+def _probe_classes(root: Path, folder: str, classes: list[str], samples: list[tuple[str, int]], every_class: bool,
+                   skips: SkipLog) -> None:
+    """Before a streamed run: per class, the header of its files (PIL open + verify, no decoding) in order until one
+    passes — usually one file per class — so that a class whose images are all unreadable is the same error as in
+    memory (:func:`_check_classes`). Files failing the check are skipped (warned about once, counted). A file whose
+    header is sound but whose data is truncated is only found when decoded: skipped then."""
+    from PIL import Image
+
+    by_class: dict[int, list[str]] = {}
+    for p, t in samples:
+        by_class.setdefault(t, []).append(p)
+    known = {e.split(": ", 1)[0] for e in skips.entries}
+    readable, bad = [], []
+    for t, paths in by_class.items():
+        for p in paths:
+            rel = Path(p).relative_to(root).as_posix()
+            if rel in known:
+                continue
+            try:
+                with Image.open(p) as im:
+                    im.verify()
+            except (OSError, ValueError, SyntaxError) as e:
+                bad.append(f"{rel}: {one_line(str(e)) or type(e).__name__}")
+                continue
+            readable.append(t)
+            break
+    skips.add(bad)
+    _check_classes(root / folder, classes, readable, every_class)
 
 
 CACHE_KEYS = {"classes", "train_images", "train_labels", "test_images", "test_labels"}
@@ -803,6 +876,7 @@ def _decode_imagefolder(root: Path, scan: Scan | None = None) -> dict[str, objec
     scan = scan or _scan(root)
     out: dict[str, object] = {}
     skipped: list[str] = []
+    decoded: dict[str, tuple[list[torch.Tensor], list[int]]] = {}
     for split, (folder, samples) in scan.splits.items():
         images, labels = [], []
         for p, t in samples:
@@ -812,8 +886,19 @@ def _decode_imagefolder(root: Path, scan: Scan | None = None) -> dict[str, objec
             except (OSError, ValueError, SyntaxError) as e:   # PIL: unidentified, truncated or corrupt image data
                 skipped.append(f"{Path(p).relative_to(root).as_posix()}: {one_line(str(e)) or type(e).__name__}")
         _check_classes(root / folder, scan.classes, labels, split == "train")
-        size = images[0].shape[1:]
-        images = [im if im.shape[1:] == size else v2.functional.resize(im, list(size), antialias=True) for im in images]
+        decoded[split] = (images, labels)
+    # One input size for both splits: the most common training image size (ties: the first seen); every other image
+    # (either split) is resized to it (bilinear, antialiased), and a note says so. input_size, if given, resizes again.
+    sizes = Counter(tuple(im.shape[1:]) for im in decoded["train"][0])
+    size = max(sizes, key=lambda s: sizes[s])   # Counter keeps first-seen order: max() picks the first of a tie
+    other = sum(1 for images, _ in decoded.values() for im in images if tuple(im.shape[1:]) != size)
+    if other:
+        print(f"note: {root}: images of several sizes; {other} resized to {size[0]}×{size[1]} px (H×W, the most "
+              "common training image size) to be held in memory; set input_size to choose the size",
+              file=sys.stderr)
+    for split, (images, labels) in decoded.items():
+        images = [im if tuple(im.shape[1:]) == size else v2.functional.resize(im, list(size), antialias=True)
+                  for im in images]
         out[f"{split}_images"] = torch.stack(images)
         out[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
     out["classes"] = scan.classes

@@ -82,3 +82,19 @@ def test_a_cache_from_before_image_skipping_is_kept(tmp_path, monkeypatch):
     stamp = cached.stat().st_mtime_ns
     d = load_data(f"imagefolder:{src}")
     assert d.skipped == [] and len(d.train) == 6 and cached.stat().st_mtime_ns == stamp
+
+
+def test_mixed_size_images_in_memory_take_the_most_common_training_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "mixed"
+    sizes = {"train": [(10, 12), (10, 12), (7, 9)], "test": [(5, 20), (10, 12)]}   # PIL (W, H)
+    for split, whs in sizes.items():
+        for c in ("cat", "dog"):
+            (src / split / c).mkdir(parents=True)
+            for i, wh in enumerate(whs):
+                Image.new("RGB", wh, (40, 90, 200)).save(src / split / c / f"{i}.png")
+    d = load_data(f"imagefolder:{src}", storage="memory")
+    assert d.train.shape == d.test.shape == (3, 12, 10) and len(d.train) == 6 and len(d.test) == 4
+    assert "4 resized to 12×10 px" in capsys.readouterr().err
+    d = load_data(f"imagefolder:{src}", input_size=16)
+    assert d.train.shape == d.test.shape == (3, 16, 16)

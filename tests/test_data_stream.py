@@ -150,3 +150,56 @@ def test_the_imagenet_recipe_fills_what_the_plan_does_not_set(tmp_path):
     assert default.recipe == "cifar" and default.baseline.batch_size == 64
     with pytest.raises(PrunebenchError, match="recipe must be one of 'cifar', 'imagenet'"):
         load_config(None, {"recipe": "imagenet-1k"})
+
+
+def test_a_streamed_class_of_only_unreadable_images_is_an_error_before_training(folder, cache):
+    for f in (folder / "train" / "class002").iterdir():
+        f.write_bytes(b"not an image")
+    with pytest.raises(PrunebenchError, match=r"train/class002 holds no readable images; add images"):
+        load_data(f"imagefolder:{folder}", storage="stream", input_size=32)
+    with pytest.raises(PrunebenchError, match=r"train/class002 holds no readable images; add images"):
+        load_data(f"imagefolder:{folder}", storage="memory", input_size=32)
+
+
+def test_streamed_counts_leave_out_skipped_images_and_each_is_warned_once(folder, cache, capsys):
+    from prunebench.data import image_count
+
+    bad = sorted((folder / "train" / "class001").iterdir())[0]
+    bad.write_bytes(b"not an image")
+    d = load_data(f"imagefolder:{folder}", storage="stream", input_size=32)
+    list(train_batches(d, 8, 0, 0, CPU))
+    assert (len(d.train), image_count(d.train), image_count(d.test)) == (24, 23, 8)
+    assert sum(bad.name in line for line in capsys.readouterr().err.splitlines()) == 1
+    again = load_data(f"imagefolder:{folder}", storage="stream", input_size=32)   # a later process: told once too
+    assert image_count(again.train) == 23
+    assert sum(bad.name in line for line in capsys.readouterr().err.splitlines()) == 1
+
+
+def test_transforms_auto_says_what_it_chose_and_why(folder, cache, capsys):
+    load_data(f"imagefolder:{folder}", storage="stream", input_size=64)
+    assert "transforms = auto chose cifar (streamed, input_size 64 px ≤ 64)" in capsys.readouterr().err
+    load_data(f"imagefolder:{folder}", storage="stream", input_size=96)
+    assert "transforms = auto chose imagenet (streamed, input_size 96 px > 64)" in capsys.readouterr().err
+    load_data(f"imagefolder:{folder}", storage="memory", input_size=64)
+    assert "transforms = auto chose cifar (the images are held in memory)" in capsys.readouterr().err
+    load_data(f"imagefolder:{folder}", storage="stream", input_size=64, transforms="cifar")
+    assert "transforms = auto" not in capsys.readouterr().err
+
+
+def test_prune_calibrates_at_the_input_size_it_counts_macs_at(folder, cache, monkeypatch, capsys):
+    import prunebench.data as data
+    from prunebench.cli import main
+
+    seen = []
+    real = data.calibration_batches
+
+    def spy(bundle, **kwargs):
+        out = real(bundle, **kwargs)
+        seen.extend(tuple(x.shape[1:]) for x, _ in out)
+        return out
+
+    monkeypatch.setattr(data, "calibration_batches", spy)
+    assert main(["prune", "--model", "resnet20", "--method", "taylor", "--ratio", "0.3", "--num-classes", "4",
+                 "--calibration-samples", "16", "--data", f"imagefolder:{folder}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["input_shape"] == [3, 32, 32] and seen and set(seen) == {(3, 32, 32)}

@@ -79,6 +79,18 @@ def test_doc_snippet_reproduces_the_reported_top1_from_the_files_metadata_alone(
         assert abs(got - v["accuracy"]["top1"]) <= 0.1, (v["id"], got, v["accuracy"])
 
 
+def test_doc_snippet_skips_unreadable_files_as_the_run_does(run_dir, results, image_folder, tmp_path):
+    import shutil
+
+    evaluate = doc_snippet()["evaluate"]
+    folder = tmp_path / "test"
+    shutil.copytree(image_folder, folder)
+    for c in folder.iterdir():
+        (c / "zz-corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 30)
+    v = results["variants"][0]
+    assert evaluate(onnx_of(run_dir, v), folder) == evaluate(onnx_of(run_dir, v), image_folder)
+
+
 def test_doc_preprocess_gives_the_tensors_the_run_evaluated(run_dir, results, image_folder):
     snippet = doc_snippet()
     data = load_data(DATA)

@@ -61,10 +61,10 @@ class RunEnv:
         unreadable images (first 10 named), the evaluation preprocessing (data.eval_preprocessing: the dataset's own
         mean/std included), where the images live (storage: memory / stream) and the training augmentation
         (transforms: cifar / imagenet)."""
-        from prunebench.data import eval_preprocessing
+        from prunebench.data import eval_preprocessing, image_count
 
         d = self.data
-        return {"name": d.name, "train": len(d.train), "test": len(d.test), "num_classes": d.num_classes,
+        return {"name": d.name, "train": image_count(d.train), "test": image_count(d.test), "num_classes": d.num_classes,
                 "input_shape": list(d.input_shape), "skipped_images": len(d.skipped),
                 "skipped_examples": d.skipped[:10], "preprocessing": eval_preprocessing(d),
                 "storage": "stream" if d.streamed else "memory",

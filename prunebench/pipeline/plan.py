@@ -66,5 +66,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         if method.sparsity is not None and spec.preset is None and spec.ratio is None:
             problems.append(f"{where}: a method with a training phase needs a preset or a ratio")
         labels.append(spec.label)
+    from prunebench.data import check_folder   # lazily: torch
+
+    _check(problems, check_folder, cfg.data)      # an image folder's layout and class folders, without decoding
     raise_problems(problems)
     return cfg
