@@ -501,3 +501,23 @@ def test_scan_markdown_shows_multipliers_as_given(resnet20) -> None:
                    measure_fn=FakeHarness(), export_fn=_fake_export)
     md = markdown(doc)
     assert " 0.75 " in md and " 0.8 " not in md
+
+
+def test_equal_latency_table_puts_the_dense_accuracy_in_a_baseline_column() -> None:
+    from prunebench.report.markdown import _equal_latency_section
+
+    row = {"runtime": "onnxruntime", "device": "cpu", "batch": 1, "threads": 1, "median_ms": 1.0, "iqr_ms": 0.1}
+    spec = {"label": "l1-norm-x1.5", "method": "l1-norm", "target_speedup": 1.5, "target_latency_ms": None,
+            "target": "onnxruntime:cpu:threads=1:batch=1"}
+    results = {"variants": [
+        {"id": "seed0/baseline", "seed": 0, "regime": "baseline", "prune": None, "macs": 40e6,
+         "accuracy": {"top1": 91.5}, "latency": [row]},
+        {"id": "seed0/l1-norm-x1.5/finetune", "seed": 0, "regime": "finetune", "prune": spec, "macs": 20e6,
+         "accuracy": {"top1": 88.25}, "latency": [dict(row, median_ms=0.6)]}], "speedups": []}
+    lines = [x for x in "\n".join(_equal_latency_section(results, ["l1-norm-x1.5"])).splitlines() if x.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    dense = [c.strip() for c in lines[2].strip("|").split("|")]
+    pruned = [c.strip() for c in lines[3].strip("|").split("|")]
+    col = header.index("Baseline")
+    assert "91.5" in dense[col] and dense[header.index("Fine-tuned")] == ""
+    assert pruned[col] == "" and "88.2" in pruned[header.index("Fine-tuned")]
