@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -124,15 +125,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     0."""
     from prunebench.config import load_config
 
-    cfg = load_config(args.config, _overrides(args))
+    from prunebench.pipeline.plan import validate
+
+    cfg = validate(load_config(args.config, _overrides(args), validate=False))   # every plan problem at once
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "quickstart")
     if args.dry_run:
         from prunebench.pipeline.env import RunEnv
         from prunebench.pipeline.graph import build_graph
-        from prunebench.pipeline.plan import validate
         from prunebench.pipeline.runner import describe, measure_speed
 
-        graph = build_graph(validate(cfg), out, estimates=True)
+        graph = build_graph(cfg, out, estimates=True)
         speed = None if args.no_estimate else measure_speed(cfg, RunEnv(cfg, out, log=lambda *a: None))
         print(describe(graph, out, speed))
         return 0
@@ -220,6 +222,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 target = parse_target(args.target)
             except PrunebenchError as e:
                 problems.append(str(e))
+            if target is not None and budget:
+                from prunebench.bench.runtimes import unavailable_reason
+
+                reason = unavailable_reason(target.runtime, target.device)
+                if reason:
+                    problems.append(f"--target {args.target!r} cannot run here: {reason}; choose a runtime available "
+                                    "on this machine, e.g. --target onnxruntime:cpu")
         if not budget and args.target:
             problems.append("--target needs --target-latency MS or --target-speedup X")
         from prunebench.pruning.budget import IMPORTANCES
@@ -227,12 +236,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if budget and args.method not in IMPORTANCES:
             problems.append(f"--method {args.method} cannot prune to a latency budget; choose one of "
                             f"{', '.join(IMPORTANCES)}")
-        if args.target_latency is not None and args.target_latency <= 0:
-            problems.append(f"--target-latency must be > 0 milliseconds, got {args.target_latency}")
-        if args.target_speedup is not None and args.target_speedup <= 1:
-            problems.append(f"--target-speedup must be > 1, got {args.target_speedup}")
-        if args.max_rounds < 1 or args.lut_candidates < 2:
-            problems.append("--max-rounds must be ≥ 1 and --lut-candidates ≥ 2")
+        if args.target_latency is not None and not (math.isfinite(args.target_latency) and args.target_latency > 0):
+            problems.append(f"--target-latency must be a finite number > 0 milliseconds, got {args.target_latency}")
+        if args.target_speedup is not None and not (math.isfinite(args.target_speedup) and args.target_speedup > 1):
+            problems.append(f"--target-speedup must be a finite number > 1, got {args.target_speedup}")
+        if args.max_rounds < 1:
+            problems.append(f"--max-rounds must be ≥ 1, got {args.max_rounds}")
+        if args.lut_candidates < 2:
+            problems.append(f"--lut-candidates must be ≥ 2, got {args.lut_candidates}")
+        if args.lut_metric == "cpu" and target is not None and target.threads > 1:
+            problems.append(f"--lut-metric cpu sums CPU time over all threads, so with threads={target.threads} it "
+                            "does not measure latency; use --lut-metric wall or threads=1 in --target")
     if not args.explain and args.preset is None and args.ratio is None and not budget:
         problems.append("say how much to prune: --preset P, --ratio R, --target-latency MS or --target-speedup X (or "
                         "--explain to list the groups)")
@@ -317,6 +331,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_NOT_MET = 3   # `prune --target-latency/--target-speedup`: the last round's measurement missed the goal
+
+
 def _prune_to_budget(args: argparse.Namespace, model: Any, num_classes: int, target: Any, calibration: Any) -> int:
     """The latency-budget path of ``prunebench prune`` (``prunebench.pipeline.latency_budget``): prints the record."""
     from prunebench.pipeline.latency_budget import prune_to_budget
@@ -329,7 +346,7 @@ def _prune_to_budget(args: argparse.Namespace, model: Any, num_classes: int, tar
                                 seed=args.seed, out=args.out, log=log)
     if args.json:
         print(json.dumps(record, indent=2))
-        return 0
+        return 0 if record["met"] else EXIT_NOT_MET
     f = record["final"]
     other = (f"CPU time {f['cpu_speedup']}× [{f['cpu_ci_low']}, {f['cpu_ci_high']}]" if record["metric"] == "wall"
              else f"wall clock {f['speedup']}× [{f['ci_low']}, {f['ci_high']}]")
@@ -340,7 +357,7 @@ def _prune_to_budget(args: argparse.Namespace, model: Any, num_classes: int, tar
           f"{f['metric_measured_ms']:.4f} ms (dense {f['metric_dense_ms']:.4f}): table error "
           f"{f['table_error_pct']:+.1f} % ({f['table_error_rescaled_pct']:+.1f} % rescaled); MACs "
           f"{f['dense_macs'] / 1e6:.2f}M → {f['macs'] / 1e6:.2f}M" + (f"; saved to {args.out}" if args.out else ""))
-    return 0
+    return 0 if record["met"] else EXIT_NOT_MET
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -498,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --target-latency/--target-speedup: where latency is measured, e.g. "
                          "onnxruntime:cpu:threads=1:batch=1 (required with them; default: none)")
     pr.add_argument("--max-rounds", type=int, default=3,
-                    help="with a latency target: measure-and-tighten rounds at most (default: 3)")
+                    help="with a latency target: measure-and-tighten rounds at most; if the last round still misses "
+                         "the goal the result is printed (and saved with --out) and the exit status is 3 (default: 3)")
     pr.add_argument("--lut-candidates", type=int, default=8,
                     help="with a latency target: candidate widths per group in the latency table (default: 8)")
     pr.add_argument("--lut-metric", choices=("wall", "cpu"), default="wall",

@@ -25,6 +25,7 @@ imports torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -168,10 +169,11 @@ class PruneSpec:
         amounts = [k for k in ("preset", "ratio", "target_latency_ms", "target_speedup") if getattr(self, k) is not None]
         if self.match_of is None and len(amounts) != 1:
             out.append(f"{where}: give exactly one of preset, ratio, target_latency_ms or target_speedup")
-        if self.target_latency_ms is not None and not self.target_latency_ms > 0:
-            out.append(f"{where}: target_latency_ms must be > 0, got {self.target_latency_ms}")
-        if self.target_speedup is not None and not self.target_speedup > 1:
-            out.append(f"{where}: target_speedup must be > 1, got {self.target_speedup}")
+        if self.target_latency_ms is not None and not (math.isfinite(self.target_latency_ms)
+                                                       and self.target_latency_ms > 0):
+            out.append(f"{where}: target_latency_ms must be a finite number > 0, got {self.target_latency_ms}")
+        if self.target_speedup is not None and not (math.isfinite(self.target_speedup) and self.target_speedup > 1):
+            out.append(f"{where}: target_speedup must be a finite number > 1, got {self.target_speedup}")
         if self.ratio is not None and not 0 <= self.ratio < 1:
             out.append(f"{where}: ratio must be in [0, 1), got {self.ratio}")
         if self.round_to is not None and self.round_to < 1:
@@ -351,7 +353,7 @@ class ExperimentConfig:
             out.append("the plan has no [[prune]] entry; add one (e.g. method = \"l1-norm\", ratio = 0.5)")
         for i, p in enumerate(self.prune):
             out += p.problems(f"[[prune]] #{i + 1} ({p.method})")
-        labels = [p.label for p in self.prune if p.match_of or (p.preset is None) != (p.ratio is None)]
+        labels = [p.label for p in self.prune if p.match_of or p.budget or (p.preset is None) != (p.ratio is None)]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
             out.append(f"two [[prune]] entries have the label {dup[0]!r}; remove the duplicate or set name = \"…\"")
@@ -395,8 +397,11 @@ def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
     return from_mapping(cls, data, path)
 
 
-def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
-    """The quickstart (no path) or a TOML plan, then ``overrides`` (dotted keys, e.g. ``baseline.epochs``)."""
+def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None,
+                validate: bool = True) -> ExperimentConfig:
+    """The quickstart (no path) or a TOML plan, then ``overrides`` (dotted keys, e.g. ``baseline.epochs``); checked by
+    :meth:`ExperimentConfig.validate` unless ``validate`` is False (the CLI then runs ``pipeline.plan.validate``, which
+    reports those problems together with the registry ones)."""
     if path is None:
         data: dict[str, Any] = _deep_copy(QUICKSTART)
     else:
@@ -419,7 +424,8 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return from_mapping(ExperimentConfig, apply_recipe(data)).validate()
+    cfg = from_mapping(ExperimentConfig, apply_recipe(data))
+    return cfg.validate() if validate else cfg
 
 
 def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:

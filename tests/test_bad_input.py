@@ -119,6 +119,16 @@ def world(tmp_path_factory):
     (w / "unknown-key.toml").write_text('modle = "resnet20"\n')
     (w / "broken.toml").write_text('model = \n')
     (w / "both.toml").write_text('[[prune]]\nmethod = "l1-norm"\nratio = 0.5\npreset = "A"\n')
+    lat = 'model = "resnet20"\n[[prune]]\nmethod = "l1-norm"\n'
+    (w / "lat-inf.toml").write_text(lat + 'target_latency_ms = inf\ntarget = "onnxruntime:cpu"\n')
+    (w / "lat-nan.toml").write_text(lat + 'target_speedup = nan\ntarget = "onnxruntime:cpu"\n')
+    (w / "lat-two-targets.toml").write_text(lat + 'target_speedup = 1.5\ntarget = "onnxruntime:cpu:threads=1"\n' + lat[19:]
+                                            + 'target_speedup = 1.5\ntarget = "onnxruntime:cpu:threads=2"\n')
+    (w / "lat-pytorch.toml").write_text(lat + 'target_speedup = 1.5\ntarget = "pytorch:cpu"\n')
+    (w / "lat-six.toml").write_text(lat + 'target_speedup = 1.5\nratio = 0.3\n' + lat[19:] + 'target_speedup = 0\n'
+                                    + lat[19:] + 'target_latency_ms = -1\n' + '[[prune]]\nmethod = "fisher"\n'
+                                    'target_speedup = 1.5\n' + lat[19:] + 'target_speedup = 1.6\ntarget = "bogus"\n'
+                                    + lat[19:] + 'target_speedup = 1.7\ntarget = "tensorrt:cpu"\n')
     (w / "match.toml").write_text('model = "resnet20"\n[[prune]]\nmethod = "reduced"\noptions = {match_macs_of = "x"}\n')
     (w / "plans").mkdir()
     # data
@@ -430,6 +440,40 @@ CASES = [
     ("scan-target-unknown-key", ["scan", "resnet20", "--target", "onnxruntime:cpu:cores=2"], "unknown key", None),
     ("scan-multiplier-out-of-range", ["scan", "resnet20", "--target", "onnxruntime:cpu", "--multipliers", "1.5"],
      "--multipliers must be in (0, 1]", None),
+    ("prune-target-latency-nan", ["prune", "--model", "resnet20", "--target-latency", "nan", "--target",
+                                  "onnxruntime:cpu"], "--target-latency must be a finite number > 0", None),
+    ("prune-target-latency-inf", ["prune", "--model", "resnet20", "--target-latency", "inf", "--target",
+                                  "onnxruntime:cpu"], "--target-latency must be a finite number > 0", None),
+    ("prune-target-speedup-nan", ["prune", "--model", "resnet20", "--target-speedup", "nan", "--target",
+                                  "onnxruntime:cpu"], "--target-speedup must be a finite number > 1", None),
+    ("prune-target-speedup-inf", ["prune", "--model", "resnet20", "--target-speedup", "inf", "--target",
+                                  "onnxruntime:cpu"], "--target-speedup must be a finite number > 1", None),
+    ("prune-target-pytorch", ["prune", "--model", "resnet20", "--target-speedup", "1.5", "--target", "pytorch:cpu"],
+     "pytorch times a PyTorch model, but latency targets are timed as ONNX files", None),
+    ("prune-target-repeated-key", ["prune", "--model", "resnet20", "--target-speedup", "1.5", "--target",
+                                   "onnxruntime:cpu:threads=1:threads=2"], "threads given twice", None),
+    ("prune-max-rounds-0", ["prune", "--model", "resnet20", "--target-speedup", "1.5", "--target", "onnxruntime:cpu",
+                            "--max-rounds", "0"], "--max-rounds must be ≥ 1, got 0", None),
+    ("prune-lut-metric-cpu-threads", ["prune", "--model", "resnet20", "--target-speedup", "1.5", "--target",
+                                      "onnxruntime:cpu:threads=2", "--lut-metric", "cpu"],
+     "--lut-metric cpu sums CPU time over all threads", None),
+    ("scan-target-pytorch", ["scan", "resnet20", "--target", "pytorch:cpu"], "latency targets are timed as ONNX", None),
+    ("scan-num-classes-0", ["scan", "resnet20", "--target", "onnxruntime:cpu", "--num-classes", "0"],
+     "--num-classes must be ≥ 1, got 0", None),
+    ("scan-input-size-0", ["scan", "resnet20", "--target", "onnxruntime:cpu", "--input-size", "0"],
+     "--input-size must be a positive number of pixels", None),
+    ("scan-one-multiplier", ["scan", "resnet20", "--target", "onnxruntime:cpu", "--multipliers", "0.5"],
+     "--multipliers needs at least 2 different values", None),
+    ("run-plan-target-latency-inf", ["run", "{w}/lat-inf.toml", "--out", "{out}"],
+     "target_latency_ms must be a finite number > 0, got inf", None),
+    ("run-plan-target-speedup-nan", ["run", "{w}/lat-nan.toml", "--out", "{out}"],
+     "target_speedup must be a finite number > 1, got nan", None),
+    ("run-plan-two-targets-one-label", ["run", "{w}/lat-two-targets.toml", "--out", "{out}", "--dry-run"],
+     "two [[prune]] entries have the label 'l1-norm-x1.5'", None),
+    ("run-plan-target-pytorch", ["run", "{w}/lat-pytorch.toml", "--out", "{out}", "--dry-run"],
+     "[[prune]] #1 (l1-norm): target 'pytorch:cpu'", None),
+    ("run-plan-all-problems-at-once", ["run", "{w}/lat-six.toml", "--out", "{out}", "--dry-run"],
+     "the plan has 6 problems", None),
     # list
     ("list-method-unknown", ["list", "--method", "magic"], "unknown pruning method 'magic'", None),
     ("list-bad-flag", ["list", "--verbose"], "unrecognized arguments: --verbose; see `prunebench list --help`", None),

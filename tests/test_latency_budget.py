@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prunebench.bench.catalog import RUNTIMES, TARGET_KEYS, LatencyTarget, parse_target
+from prunebench.bench.catalog import RUNTIMES, TARGET_KEYS, TARGET_RUNTIMES, LatencyTarget, parse_target
 from prunebench.core.errors import PrunebenchError
 from prunebench.pruning.allocation import Candidate, allocate, brute_force, kept_importance
 
@@ -101,7 +101,7 @@ def test_bad_target_is_one_line_listing_runtimes_and_keys(text: str) -> None:
     with pytest.raises(PrunebenchError) as e:
         parse_target(text)
     msg = str(e.value)
-    assert "\n" not in msg and all(r in msg for r in RUNTIMES) and all(k in msg for k in TARGET_KEYS)
+    assert "\n" not in msg and all(r in msg for r in TARGET_RUNTIMES) and all(k in msg for k in TARGET_KEYS)
 
 
 def test_cli_bad_target_exits_2_with_one_line(capsys) -> None:
@@ -413,3 +413,111 @@ def test_budget_loop_meets_the_goal_and_tightens_after_a_miss(resnet20, tmp_path
     assert (tmp_path / "out" / "arch.json").is_file() and (tmp_path / "out" / "latency-budget.json").is_file()
     assert all(w in table.candidates(g) for g, w in record["widths"].items())   # only widths the table measured
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in resnet20.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------- new-user defects
+def test_pytorch_and_repeated_keys_are_rejected_in_one_short_line() -> None:
+    with pytest.raises(PrunebenchError) as e:
+        parse_target("pytorch:cpu")
+    msg = str(e.value)
+    assert "timed as ONNX files" in msg and "pytorch (" not in msg and len(msg) < 400
+    assert TARGET_RUNTIMES == tuple(r for r in RUNTIMES if not r.startswith("pytorch"))
+    with pytest.raises(PrunebenchError, match="threads given twice"):
+        parse_target("onnxruntime:cpu:threads=1:threads=2")
+
+
+def test_plan_target_that_cannot_run_here_is_a_plan_problem(monkeypatch) -> None:
+    from prunebench.bench import runtimes
+    from prunebench.config import ExperimentConfig, PruneSpec
+    from prunebench.pipeline.plan import validate
+
+    monkeypatch.setattr(runtimes, "unavailable_reason",
+                        lambda r, d: "no CUDA device visible to torch" if d == "cuda" else None)
+    cfg = ExperimentConfig(model="resnet20", data="synthetic",
+                           prune=[PruneSpec(method="l1-norm", target_speedup=1.5, target="onnxruntime:cuda")])
+    with pytest.raises(PrunebenchError) as e:
+        validate(cfg)
+    msg = str(e.value)
+    assert msg.startswith("[[prune]] #1 (l1-norm): target 'onnxruntime:cuda' cannot run here: no CUDA device")
+    assert 'set target = ' in msg and "--target" not in msg
+    cfg.prune[0].target = "onnxruntime:cpu"
+    assert validate(cfg) is cfg
+
+
+def test_plan_goals_must_be_finite() -> None:
+    from prunebench.config import PruneSpec
+
+    assert any("finite" in p for p in PruneSpec(method="l1-norm", target_latency_ms=float("inf")).problems("e"))
+    assert any("finite" in p for p in PruneSpec(method="l1-norm", target_latency_ms=float("nan")).problems("e"))
+    assert any("finite" in p for p in PruneSpec(method="l1-norm", target_speedup=float("inf")).problems("e"))
+    from prunebench.pipeline.latency_budget import goal_speedup
+
+    for kw in ({"target_ms": float("nan")}, {"target_ms": float("inf")}, {"speedup": float("nan")},
+               {"speedup": float("inf")}):
+        with pytest.raises(PrunebenchError, match="finite"):
+            goal_speedup(1.0, kw.get("target_ms"), kw.get("speedup"))
+
+
+def test_unreachable_goal_is_one_line_before_any_measurement(resnet20, monkeypatch) -> None:
+    from prunebench.bench.latency_model import build_table
+    from prunebench.pipeline import latency_budget as lb
+
+    def tripwire(*a, **k):
+        raise AssertionError("measured an unreachable goal")
+    monkeypatch.setattr(lb, "measure", tripwire)
+    monkeypatch.setattr(lb, "export_and_verify", tripwire)
+    target = parse_target("onnxruntime:cpu")
+    table = build_table(resnet20, "resnet20", target, round_to=4, cache=False, measure_fn=FakeHarness(),
+                        export_fn=_fake_export)
+    with pytest.raises(PrunebenchError) as e:
+        lb.prune_to_budget(resnet20, "resnet20", 10, "l1-norm", target, target_ms=table.dense_ms / 1000, table=table)
+    msg = str(e.value)
+    assert "cannot be reached" in msg and "fastest plan" in msg and "\n" not in msg
+    fastest = table.dense_ms + sum(min(table.candidates(g).values()) for g in table.group_class)
+    assert f"{fastest:.4f} ms" in msg
+    assert lb.unreachable(2.0, 1.0, None, 2.0, target) is None and lb.unreachable(2.0, 1.0, None, 2.5, target)
+
+
+@pytest.mark.parametrize("met,code", [(True, 0), (False, 3)])
+def test_cli_budget_not_met_exits_3(monkeypatch, capsys, met, code) -> None:
+    import argparse
+
+    from prunebench import cli
+    from prunebench.pipeline import latency_budget as lb
+
+    monkeypatch.setattr(lb, "prune_to_budget", lambda *a, **k: (None, {"met": met}))
+    args = argparse.Namespace(json=True, model="resnet20", method="l1-norm", target_latency=None, target_speedup=1.5,
+                              round_to=None, max_rounds=1, lut_candidates=8, lut_metric="wall", lut_cache=None, seed=0,
+                              out=None)
+    assert cli._prune_to_budget(args, None, 10, parse_target("onnxruntime:cpu"), None) == code
+    assert "exit status is 3" in " ".join(cli.build_parser()._subparsers._group_actions[0].choices["prune"]
+                                           .format_help().split())
+
+
+def test_scan_markdown_shows_multipliers_as_given(resnet20) -> None:
+    from prunebench.bench.scan import markdown, run_scan
+
+    doc = run_scan(resnet20, "resnet20", parse_target("onnxruntime:cpu"), (1,), (1.0, 0.75), repeats=10,
+                   measure_fn=FakeHarness(), export_fn=_fake_export)
+    md = markdown(doc)
+    assert " 0.75 " in md and " 0.8 " not in md
+
+
+def test_equal_latency_table_puts_the_dense_accuracy_in_a_baseline_column() -> None:
+    from prunebench.report.markdown import _equal_latency_section
+
+    row = {"runtime": "onnxruntime", "device": "cpu", "batch": 1, "threads": 1, "median_ms": 1.0, "iqr_ms": 0.1}
+    spec = {"label": "l1-norm-x1.5", "method": "l1-norm", "target_speedup": 1.5, "target_latency_ms": None,
+            "target": "onnxruntime:cpu:threads=1:batch=1"}
+    results = {"variants": [
+        {"id": "seed0/baseline", "seed": 0, "regime": "baseline", "prune": None, "macs": 40e6,
+         "accuracy": {"top1": 91.5}, "latency": [row]},
+        {"id": "seed0/l1-norm-x1.5/finetune", "seed": 0, "regime": "finetune", "prune": spec, "macs": 20e6,
+         "accuracy": {"top1": 88.25}, "latency": [dict(row, median_ms=0.6)]}], "speedups": []}
+    lines = [x for x in "\n".join(_equal_latency_section(results, ["l1-norm-x1.5"])).splitlines() if x.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    dense = [c.strip() for c in lines[2].strip("|").split("|")]
+    pruned = [c.strip() for c in lines[3].strip("|").split("|")]
+    col = header.index("Baseline")
+    assert "91.5" in dense[col] and dense[header.index("Fine-tuned")] == ""
+    assert pruned[col] == "" and "88.2" in pruned[header.index("Fine-tuned")]

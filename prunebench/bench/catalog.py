@@ -76,35 +76,50 @@ class LatencyTarget:
         return f"{self.runtime}-{self.device}-t{self.threads}-b{self.batch}"
 
 
-def _target_error(text: str, problem: str) -> PrunebenchError:
-    valid = ", ".join(f"{r} ({'/'.join(SUPPORTED[r])})" for r in RUNTIMES)
-    return PrunebenchError(f"--target {text!r}: {problem}; write RUNTIME:DEVICE[:threads=N][:batch=N], e.g. "
-                      f"{TARGET_EXAMPLE}; runtimes (devices): {valid}; keys: {', '.join(TARGET_KEYS)}")
+# The latency table, the budget loop and the scan time exported ONNX files: the PyTorch runtimes (which need the model
+# object, not a bare .onnx file) cannot be a --target.
+TARGET_RUNTIMES = tuple(r for r in RUNTIMES if not r.startswith("pytorch"))
 
 
-def parse_target(text: str) -> LatencyTarget:
+def _target_error(text: str, problem: str, where: str = "--target") -> PrunebenchError:
+    valid = ", ".join(f"{r} ({'/'.join(SUPPORTED[r])})" for r in TARGET_RUNTIMES)
+    form = "RUNTIME:DEVICE[:threads=N][:batch=N]"
+    fix = (f"write {form}, e.g. {TARGET_EXAMPLE}" if where == "--target"
+           else f"set target = \"{form}\" in the plan, e.g. target = \"{TARGET_EXAMPLE}\"")
+    return PrunebenchError(f"{where} {text!r}: {problem}; {fix}; runtimes (devices): {valid}; keys: "
+                           f"{', '.join(TARGET_KEYS)}")
+
+
+def parse_target(text: str, where: str = "--target") -> LatencyTarget:
     """``RUNTIME:DEVICE[:threads=N][:batch=N]`` as a :class:`LatencyTarget` (threads and batch default to 1). Raises
-    :class:`PrunebenchError` with one line naming the problem, the valid runtimes with their devices, and the keys."""
+    :class:`PrunebenchError` with one line naming the problem, the valid runtimes with their devices, and the keys
+    (``where`` names the input: ``--target``, or a plan entry's ``target`` key, whose fix is then phrased for a plan)."""
     parts = [p.strip() for p in str(text).split(":")]
     if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise _target_error(text, "give at least a runtime and a device")
+        raise _target_error(text, "give at least a runtime and a device", where)
     runtime, device = parts[0], parts[1]
     if runtime not in SUPPORTED:
-        raise _target_error(text, f"unknown runtime {runtime!r}")
+        raise _target_error(text, f"unknown runtime {runtime!r}", where)
+    if runtime not in TARGET_RUNTIMES:
+        raise _target_error(text, f"{runtime} times a PyTorch model, but latency targets are timed as ONNX files", where)
     if device not in DEVICES:
-        raise _target_error(text, f"unknown device {device!r} (devices: {', '.join(DEVICES)})")
+        raise _target_error(text, f"unknown device {device!r} (devices: {', '.join(DEVICES)})", where)
     if device not in SUPPORTED[runtime]:
-        raise _target_error(text, f"{runtime} runs on {', '.join(SUPPORTED[runtime])} only")
+        raise _target_error(text, f"{runtime} runs on {', '.join(SUPPORTED[runtime])} only", where)
     values = {"threads": 1, "batch": 1}
+    seen: set[str] = set()
     for part in parts[2:]:
         key, sep, raw = part.partition("=")
         if not sep or key not in TARGET_KEYS:
-            raise _target_error(text, f"unknown key {part!r}")
+            raise _target_error(text, f"unknown key {part!r}", where)
+        if key in seen:
+            raise _target_error(text, f"{key} given twice", where)
+        seen.add(key)
         try:
             value = int(raw)
         except ValueError:
             value = 0
         if value < 1:
-            raise _target_error(text, f"{key} must be a whole number ≥ 1, got {raw!r}")
+            raise _target_error(text, f"{key} must be a whole number ≥ 1, got {raw!r}", where)
         values[key] = value
     return LatencyTarget(runtime, device, values["threads"], values["batch"])

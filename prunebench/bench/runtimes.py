@@ -195,6 +195,15 @@ def check(runtime: str, device: str) -> None:
             raise Unavailable("; ".join(reasons))
 
 
+def unavailable_reason(runtime: str, device: str) -> str | None:
+    """Why ``runtime`` cannot run on ``device`` here (:func:`check`'s reason), or None when it can."""
+    try:
+        check(runtime, device)
+    except Unavailable as e:
+        return str(e)
+    return None
+
+
 def precision_of(path: str | Path) -> str:
     """What an ONNX file holds: ``int8`` (Q/DQ nodes), ``fp16`` (float16 weights) or ``fp32``."""
     import onnx

@@ -177,7 +177,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
     """The scan as Markdown: one row per (round_to, multiplier), then the cliffs and the recommendation."""
     from tabulate import tabulate
 
-    rows = [[p["round_to"], f"{p['multiplier']:.1f}", p["channels"], f"{p['macs'] / 1e6:.1f}", f"{p['median_ms']:.4f}",
+    rows = [[p["round_to"], f"{p['multiplier']:g}", p["channels"], f"{p['macs'] / 1e6:.1f}", f"{p['median_ms']:.4f}",
              f"{p['speedup']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]",
              "—" if p.get("cpu_speedup") is None else f"{p['cpu_speedup']:.3f} [{p['cpu_ci_low']:.3f}, "
                                                        f"{p['cpu_ci_high']:.3f}]"] for p in doc["points"]]
@@ -200,8 +200,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
         if cliffs:
             lines.append(f"Cliffs on {title} (a narrower model slower than a wider one of the same round_to, beyond "
                          "the CIs):")
-            lines += [f"- round_to {c['round_to']}: ×{c['multiplier']:.1f} at {c['speedup']:.3f}× "
-                      f"[{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] is slower than ×{c['slower_than_multiplier']:.1f} at "
+            lines += [f"- round_to {c['round_to']}: ×{c['multiplier']:g} at {c['speedup']:.3f}× "
+                      f"[{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] is slower than ×{c['slower_than_multiplier']:g} at "
                       f"{c['wider_speedup']:.3f}× [{c['wider_ci'][0]:.3f}, {c['wider_ci'][1]:.3f}]" for c in cliffs]
         else:
             lines.append(f"No cliffs on {title}: no narrower model is slower than a wider one beyond the CIs.")
@@ -264,8 +264,21 @@ def run_cli(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     problems = [f"--round-to values must be ≥ 1, got {r}" for r in args.round_to if r < 1]
     problems += [f"--multipliers must be in (0, 1], got {m}" for m in args.multipliers if not 0 < m <= 1]
+    if len(set(args.multipliers)) < 2:
+        problems.append(f"--multipliers needs at least 2 different values (cliffs and the round_to recommendation "
+                        f"compare a narrower model with a wider one), got {' '.join(f'{m:g}' for m in args.multipliers)}")
     if args.repeats < 10:
         problems.append(f"--repeats must be ≥ 10, got {args.repeats}")
+    if args.num_classes < 1:
+        problems.append(f"--num-classes must be ≥ 1, got {args.num_classes}")
+    if args.input_size is not None and args.input_size < 1:
+        problems.append(f"--input-size must be a positive number of pixels, got {args.input_size}")
+    from prunebench.bench.runtimes import unavailable_reason
+
+    reason = unavailable_reason(target.runtime, target.device)
+    if reason:
+        problems.append(f"--target {args.target!r} cannot run here: {reason}; choose a runtime available on this "
+                        "machine, e.g. --target onnxruntime:cpu")
     if problems:
         raise PrunebenchError("; ".join(problems))
     from prunebench.core.io import ensure_writable, write_json, write_text

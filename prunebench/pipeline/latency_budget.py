@@ -20,6 +20,7 @@ that round), measured median and CPU-time median, speed-up with CI (wall clock a
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -50,12 +51,26 @@ def goal_speedup(dense_ms: float, target_ms: float | None, speedup: float | None
     if (target_ms is None) == (speedup is None):
         raise PrunebenchError("give exactly one of --target-latency MS and --target-speedup X")
     if target_ms is not None:
-        if target_ms <= 0:
-            raise PrunebenchError(f"--target-latency must be > 0 milliseconds, got {target_ms}")
+        if not (math.isfinite(target_ms) and target_ms > 0):
+            raise PrunebenchError(f"--target-latency must be a finite number > 0 milliseconds, got {target_ms}")
         return dense_ms / target_ms
-    if speedup is None or speedup <= 1.0:
-        raise PrunebenchError(f"--target-speedup must be > 1, got {speedup}")
+    if speedup is None or not (math.isfinite(speedup) and speedup > 1.0):
+        raise PrunebenchError(f"--target-speedup must be a finite number > 1, got {speedup}")
     return speedup
+
+
+def unreachable(dense_ms: float, fastest_ms: float, target_ms: float | None, speedup: float | None,
+                target: object) -> str | None:
+    """Why the goal lies beyond the table's fastest plan (predicted ``fastest_ms`` against a dense ``dense_ms``), naming
+    the best achievable figure; None when the table predicts it can be reached."""
+    goal = goal_speedup(dense_ms, target_ms, speedup)
+    if dense_ms / goal >= fastest_ms:
+        return None
+    best = dense_ms / fastest_ms
+    asked = f"--target-latency {target_ms:g} ms" if target_ms is not None else f"--target-speedup {speedup:g}"
+    return (f"{asked} cannot be reached on {target}: the latency table's fastest plan (every group at its narrowest "
+            f"candidate) is predicted at {fastest_ms:.4f} ms, a {best:.3f}× speed-up over the dense {dense_ms:.4f} ms; "
+            f"ask for at least {fastest_ms:.4f} ms or at most {best:.3f}×")
 
 
 def next_budget(budget_ms: float, measured_speedup: float, goal: float) -> float:
@@ -85,6 +100,10 @@ def prune_to_budget(model: nn.Module, model_name: str, num_classes: int, method:
     scores = group_scores(model, example, list(table.group_class), method, calibration, seed)
     options = budget_options(scores, {g: table.candidates(g) for g in table.group_class})
     goal = goal_speedup(table.dense_ms, target_ms, speedup)
+    fastest_ms = table.dense_ms + sum(min(c.delta_ms for c in cands) for cands in options.values())
+    problem = unreachable(table.dense_ms, fastest_ms, target_ms, speedup, target)
+    if problem:   # before anything is pruned or measured
+        raise PrunebenchError(problem)
     budget = table.dense_ms / goal
     dense_macs = flops.count(model, shape).macs
     rounds: list[dict[str, Any]] = []

@@ -59,7 +59,15 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             from prunebench.bench.catalog import parse_target
             from prunebench.pruning.budget import IMPORTANCES
 
-            _check(problems, parse_target, spec.target)
+            target = _check(problems, parse_target, spec.target, f"{where}: target")
+            if target is not None:
+                from prunebench.bench.runtimes import unavailable_reason
+
+                reason = unavailable_reason(target.runtime, target.device)
+                if reason:
+                    problems.append(f"{where}: target {spec.target!r} cannot run here: {reason}; set target = "
+                                    f"\"RUNTIME:DEVICE\" to a runtime available on this machine, e.g. target = "
+                                    f"\"onnxruntime:cpu\"")
             if spec.method not in IMPORTANCES:
                 problems.append(f"{where}: target_latency_ms/target_speedup need an importance-based method "
                                 f"({', '.join(IMPORTANCES)})")

@@ -367,7 +367,7 @@ def _equal_latency_section(results: dict[str, Any], labels: list[str]) -> list[s
                 f"Not measured: the seed's latency stage has no fp32 row on {target} (add it to [bench]).", ""]
     seed = b0["seed"]
     rows = [["dense (baseline)", "—", f"{b['median_ms']:.3f} [{b['iqr_ms']:.3f}]", "1.00×", f"{b0['macs'] / 1e6:.1f}",
-             _mean_std([v["accuracy"]["top1"] for v in base]), "", ""]]
+             _mean_std([v["accuracy"]["top1"] for v in base]), "", "", ""]]   # the dense accuracy: Baseline column
     bid = paths.precision_key(run_id(b0), "fp32")
     for label in sorted(labels, key=lambda lb: 0 if any(v["prune"]["label"] == lb for v in budget) else 1):
         mine = [v for v in vs if v["prune"] and v["prune"]["label"] == label]
@@ -387,12 +387,13 @@ def _equal_latency_section(results: dict[str, Any], labels: list[str]) -> list[s
             macs = f"{timed['macs'] / 1e6:.1f}"
         accs = [_mean_std([v["accuracy"]["top1"] for v in mine if v["regime"] == regime])
                 for regime in ("finetune", "scratch-e", "scratch-b")]
-        rows.append([f"{label} ({spec['method']})", how, latency, speed, macs, *accs])
+        rows.append([f"{label} ({spec['method']})", how, latency, speed, macs, "", *accs])
     return ["## Accuracy at equal measured latency", "",
             f"Latency on {target} (seed {seed}: every variant measured interleaved in one process; median ms per call "
             "[IQR]; speed-up over the dense baseline with its paired bootstrap 95 % CI). Top-1 % at the final epoch.", "",
-            tabulate(rows, headers=["Model", "How pruned", "Median [IQR] ms", "Speed-up", "MMACs", "Fine-tuned",
-                                    "Scratch-E", "Scratch-B"], tablefmt="github", disable_numparse=True), ""]
+            tabulate(rows, headers=["Model", "How pruned", "Median [IQR] ms", "Speed-up", "MMACs", "Baseline",
+                                    "Fine-tuned", "Scratch-E", "Scratch-B"], tablefmt="github", disable_numparse=True),
+            ""]
 
 
 def _precision_speedup_section(results: dict[str, Any], labels: list[str]) -> list[str]:
