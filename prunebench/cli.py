@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     from prunebench.bench import compare as _compare
     from prunebench.config import BenchConfig, ExperimentConfig, ExportConfig, FinetuneConfig, ScratchConfig, TrainConfig
 
-    parser = Parser(prog="prunebench", description=__doc__.splitlines()[0])
+    parser = Parser(prog="prunebench", description=__doc__.splitlines()[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a plan (TOML) or, with no plan, the built-in quickstart",

@@ -78,3 +78,10 @@ def test_help_reads_as_a_manual(command: str, capsys) -> None:
             assert action.help and len(action.help) > 10, action.option_strings
             if command in ("run", "prune") and not action.required:
                 assert "default" in action.help, (action.option_strings, action.help)
+            assert action.help.count("(default") <= 1, (action.option_strings, action.help)   # stated once
+
+
+def test_top_level_help_has_no_markup(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "``" not in capsys.readouterr().out

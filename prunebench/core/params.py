@@ -64,7 +64,7 @@ def help_text(f: Field, *, default: Any = MISSING) -> str:
     if choices:
         text += f"; one of {', '.join(map(str, choices))}"
     value = default_of(f) if default is MISSING else default
-    if value is not MISSING and not dataclasses.is_dataclass(value):
+    if value is not MISSING and not dataclasses.is_dataclass(value) and "default" not in text:   # stated once
         text += f" (default: {_show(value)})"
     return text.replace("%", "%%")   # argparse formats help strings with %
 
